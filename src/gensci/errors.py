@@ -1,0 +1,57 @@
+"""Errors raised by gensci. Each names the offending value, so a user sees the problem, not a torch trace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+class GensciError(Exception):
+    """Base class of every error gensci raises on purpose."""
+
+
+class ShapeError(GensciError, ValueError):
+    """An array or tensor has the wrong number of dimensions or the wrong sizes."""
+
+
+class DataError(GensciError, ValueError):
+    """Data holds NaN/inf, is empty, or holds values outside what the method accepts."""
+
+
+class ConfigError(GensciError, ValueError):
+    """A configuration holds an unknown key or a value out of range."""
+
+
+class CheckpointError(GensciError):
+    """A checkpoint is missing, corrupt, or was written for another model."""
+
+
+class FormatError(GensciError, ValueError):
+    """A file is in an unknown or malformed format."""
+
+
+class OutputExistsError(GensciError, FileExistsError):
+    """An output would overwrite an existing file and overwriting was not asked for."""
+
+
+def check_finite(x: torch.Tensor | np.ndarray, name: str) -> None:
+    """Raise DataError if `x` holds NaN or inf (naming how many and where the first one is)."""
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.size == 0:
+        raise DataError(f"{name} is empty (shape {tuple(arr.shape)})")
+    if np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.integer):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise DataError(f"{name} holds {int(bad.sum())} NaN/inf values (first at index {first})")
+
+
+def check_shape(x: torch.Tensor | np.ndarray, expected: Sequence[int | None], name: str) -> None:
+    """Raise ShapeError unless `x.shape` matches `expected` (None matches any size)."""
+    shape = tuple(x.shape)
+    ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
+    if not ok:
+        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        raise ShapeError(f"{name} has shape {shape}, expected {want}")

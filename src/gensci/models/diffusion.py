@@ -1,0 +1,174 @@
+"""Score-based diffusion model: a noise-prediction network, its score, and denoising score matching.
+
+The network predicts the noise eps in x_t = alpha(t) x_0 + std(t) eps, so
+score(x_t, t) = -eps_theta(x_t, t) / std(t)  and  E[x_0 | x_t] = (x_t + std^2 score) / alpha.
+The schedule (gensci.models.sde) and the samplers (gensci.models.samplers) know nothing of the network.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gensci.errors import ConfigError, ShapeError, check_finite
+from gensci.models.samplers import SAMPLERS
+from gensci.models.sde import SDE, _bcast, make_sde
+from gensci.nn import MLP, SinusoidalEmbedding, UNet, UNetConfig
+
+
+@dataclass
+class DiffusionConfig:
+    data_shape: tuple[int, ...] = (2,)
+    sde: str = "vp"
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    sigma_min: float = 0.01
+    sigma_max: float = 50.0
+    net: str = "mlp"  # "mlp" for vectors (data_shape (D,)), "unet" for images (C, H, W)
+    hidden: tuple[int, ...] = (256, 256, 256)  # mlp widths
+    time_dim: int = 64
+    base_channels: int = 32  # unet
+    channel_mults: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 1
+    cond_channels: int = 0  # unet: image condition (B, cond_channels, H, W)
+    cond_dim: int = 0  # mlp: vector condition (B, cond_dim); unet: vector condition too
+
+    def __post_init__(self) -> None:
+        self.data_shape = tuple(int(s) for s in self.data_shape)
+        if self.net not in ("mlp", "unet"):
+            raise ConfigError(f"unknown net {self.net!r}; choose 'mlp' or 'unet'")
+        if self.net == "mlp" and len(self.data_shape) != 1:
+            raise ConfigError(f"net='mlp' needs data_shape (D,), got {self.data_shape}")
+        if self.net == "unet" and len(self.data_shape) != 3:
+            raise ConfigError(f"net='unet' needs data_shape (C, H, W), got {self.data_shape}")
+        if self.net == "mlp" and self.cond_channels:
+            raise ConfigError("cond_channels is for net='unet'; use cond_dim with net='mlp'")
+        if self.sde not in ("vp", "ve"):
+            raise ConfigError(f"unknown sde {self.sde!r}; choose 'vp' or 've'")
+
+
+class _MLPEps(nn.Module):
+    """eps_theta(x, t, cond) for vector data: an MLP on [x, embed(t), cond]."""
+
+    def __init__(self, c: DiffusionConfig) -> None:
+        super().__init__()
+        self.embed = SinusoidalEmbedding(c.time_dim)
+        self.net = MLP(c.data_shape[0] + c.time_dim + c.cond_dim, c.data_shape[0], c.hidden)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        parts = [x, self.embed(t)] + ([cond] if cond is not None else [])
+        return self.net(torch.cat(parts, dim=-1))
+
+
+class _UNetEps(nn.Module):
+    """eps_theta(x, t, cond) for images: the shared UNet, condition as channels or as a vector."""
+
+    def __init__(self, c: DiffusionConfig) -> None:
+        super().__init__()
+        ch = c.data_shape[0]
+        self.cond_is_image = c.cond_channels > 0
+        self.net = UNet(
+            UNetConfig(
+                in_channels=ch, out_channels=ch, cond_channels=c.cond_channels,
+                base_channels=c.base_channels, channel_mults=tuple(c.channel_mults),
+                num_res_blocks=c.num_res_blocks, time_dim=max(c.time_dim, 32),
+                cond_dim=c.cond_dim,
+            )
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        if self.cond_is_image:
+            return self.net(x, t, cond=cond)
+        return self.net(x, t, cond_vec=cond)
+
+
+class DiffusionModel(nn.Module):
+    """A score model s_theta(x, t, cond) ~ grad_x log p_t(x | cond) over data of shape `data_shape`."""
+
+    def __init__(self, config: DiffusionConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.sde: SDE = make_sde(
+            config.sde, beta_min=config.beta_min, beta_max=config.beta_max,
+            sigma_min=config.sigma_min, sigma_max=config.sigma_max,
+        )
+        self.eps_net: nn.Module = _MLPEps(config) if config.net == "mlp" else _UNetEps(config)
+
+    # -- shapes ---------------------------------------------------------------------------------
+    def _check(self, x: torch.Tensor, cond: torch.Tensor | None) -> None:
+        c = self.config
+        if tuple(x.shape[1:]) != c.data_shape:
+            raise ShapeError(f"data has shape {tuple(x.shape)}, model expects (B, {c.data_shape})")
+        needs_cond = c.cond_channels > 0 or c.cond_dim > 0
+        if needs_cond and cond is None:
+            raise ShapeError("this diffusion model is conditional: pass cond")
+        if not needs_cond and cond is not None:
+            raise ShapeError("this diffusion model is unconditional but cond was given")
+        if cond is not None and cond.shape[0] != x.shape[0]:
+            raise ShapeError(f"cond has batch {cond.shape[0]} but data has batch {x.shape[0]}")
+
+    # -- the model ------------------------------------------------------------------------------
+    def eps(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Return eps_theta(x_t, t): the predicted noise, shape of x."""
+        return self.eps_net(x, t.reshape(-1).expand(x.shape[0]), cond)
+
+    def score(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Return grad_x log p_t(x | cond) = -eps_theta(x, t) / std(t); x: (B, *data_shape), t: (B,)."""
+        t = t.reshape(-1).expand(x.shape[0])
+        return -self.eps(x, t, cond) / _bcast(self.sde.std(t), x)
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Return Tweedie's E[x_0 | x_t] = (x_t - std eps_theta) / alpha."""
+        t = t.reshape(-1).expand(x.shape[0])
+        return (x - _bcast(self.sde.std(t), x) * self.eps(x, t, cond)) / _bcast(self.sde.alpha(t), x)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.score(x, t, cond)
+
+    def loss(self, batch: tuple[torch.Tensor, ...], step: int = 0) -> torch.Tensor:
+        """Return the denoising score matching loss E ||eps_theta(alpha x0 + std eps, t) - eps||^2."""
+        x0 = batch[0]
+        cond = batch[1] if len(batch) > 1 else None
+        self._check(x0, cond)
+        t = torch.rand(x0.shape[0], device=x0.device) * (self.sde.T - self.sde.eps) + self.sde.eps
+        noise = torch.randn_like(x0)
+        mean, std = self.sde.marginal_prob(x0, t)
+        xt = mean + _bcast(std, x0) * noise
+        err = self.eps(xt, t, cond) - noise
+        return err.pow(2).reshape(x0.shape[0], -1).sum(-1).mean() / math.prod(self.config.data_shape)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        sampler: str = "em",
+        cond: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+        **sampler_kwargs: float,
+    ) -> torch.Tensor:
+        """Return n samples (n, *data_shape) drawn with the named sampler ('em', 'ode', 'pc', 'langevin')."""
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+        if cond is not None:
+            check_finite(cond, "cond")
+            if cond.shape[0] != n:
+                raise ShapeError(f"cond has batch {cond.shape[0]} but {n} samples were asked for")
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        try:
+            return SAMPLERS[sampler](
+                lambda x, t: self.score(x, t, cond),
+                self.sde,
+                (n, *self.config.data_shape),
+                generator=generator,
+                device=device,
+                progress=progress,
+                **sampler_kwargs,
+            )
+        finally:
+            self.train(was_training)

@@ -1,0 +1,367 @@
+"""One Trainer for every model: any nn.Module with `loss(batch, step) -> scalar` trains with it.
+
+Seeded batches, AdamW, gradient clipping, EMA weights, periodic validation with early stopping,
+a progress bar, a CSV metrics log and resumable checkpoints. Under `torchrun --nproc_per_node=N`
+the same code runs data-parallel (DDP; gloo on CPU, nccl on GPU): every rank draws the same global
+batch from the shared seed and takes its slice, so N processes step exactly as one process on the
+full batch would.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from gensci.errors import ConfigError, DataError, ShapeError, check_finite
+from gensci.runtime import atomic_save, resolve_device
+
+Batch = tuple[torch.Tensor, ...]
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW; adversarial training prefers (0.5, 0.9)
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    ema_decay: float = 0.0  # 0 = off; after fit the model holds the EMA weights
+    seed: int = 0
+    log_every: int = 50
+    val_every: int = 0  # 0 = validate only at the end (if val_data is given)
+    patience: int = 0  # early stopping after this many validations without improvement; 0 = off
+    checkpoint_every: int = 0  # 0 = only at the end (if out_dir is given)
+    out_dir: str | None = None  # holds last.pt (training state) and metrics.csv
+    resume: bool = True
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"TrainConfig.ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.lr <= 0:
+            raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}")
+
+
+class _LossModule(nn.Module):
+    """Makes `model.loss` the forward pass, so DDP can wrap it and synchronise gradients."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch, step: int) -> torch.Tensor:
+        return self.model.loss(batch, step)  # type: ignore[operator]
+
+
+def _as_tensors(data: torch.Tensor | Batch, name: str) -> Batch:
+    """Return `data` as a tuple of tensors sharing their first dimension; check for NaN/inf."""
+    tensors = (data,) if isinstance(data, torch.Tensor) else tuple(data)
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise ShapeError(f"{name} must be a tensor or a tuple of tensors")
+    n = tensors[0].shape[0]
+    if n == 0:
+        raise DataError(f"{name} is empty")
+    for i, t in enumerate(tensors):
+        if t.shape[0] != n:
+            raise ShapeError(f"{name}[{i}] has {t.shape[0]} examples, {name}[0] has {n}")
+        if t.is_floating_point():
+            check_finite(t, f"{name}[{i}]")
+    return tensors
+
+
+class Trainer:
+    """Fits `model` on in-memory `data` (a tensor or tuple of tensors, examples along dim 0)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: torch.Tensor | Batch,
+        config: TrainConfig | None = None,
+        val_data: torch.Tensor | Batch | None = None,
+        sample_weights: torch.Tensor | None = None,
+    ) -> None:
+        if not callable(getattr(model, "loss", None)):
+            raise ConfigError(f"{type(model).__name__} has no loss(batch, step) method to train")
+        self.config = config or TrainConfig()
+        self.model = model
+        self.data = _as_tensors(data, "data")
+        self.val_data = _as_tensors(val_data, "val_data") if val_data is not None else None
+        self.n = self.data[0].shape[0]
+        if sample_weights is not None:
+            sample_weights = sample_weights.detach().double().cpu().reshape(-1)
+            if sample_weights.numel() != self.n:
+                raise ShapeError(f"sample_weights has {sample_weights.numel()} entries for {self.n} examples")
+            check_finite(sample_weights, "sample_weights")
+            if (sample_weights < 0).any() or sample_weights.sum() <= 0:
+                raise DataError("sample_weights must be >= 0 with a positive sum")
+        self.sample_weights = sample_weights
+        self.history: list[dict[str, float]] = []
+        self.step = 0
+
+    # -- distributed set-up ---------------------------------------------------------------------
+    def _setup_distributed(self) -> tuple[int, int, bool]:
+        """Return (rank, world_size, whether this call started the process group)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return 0, 1, False
+        started = False
+        if not dist.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            dist.init_process_group(backend=backend)
+            started = True
+        return dist.get_rank(), dist.get_world_size(), started
+
+    # -- batches --------------------------------------------------------------------------------
+    def _global_indices(self) -> Iterator[torch.Tensor]:
+        """Yield the global batch indices of each step, the same on every rank."""
+        bs = self.config.batch_size
+        while True:
+            if self.sample_weights is not None:
+                yield torch.multinomial(self.sample_weights, bs, replacement=True, generator=self._gen)
+                continue
+            perm = torch.randperm(self.n, generator=self._gen)
+            if self.n < bs:  # tiny data: sample with replacement rather than fail
+                yield torch.randint(0, self.n, (bs,), generator=self._gen)
+                continue
+            for i in range(0, self.n - bs + 1, bs):
+                yield perm[i : i + bs]
+
+    def _batch(self, idx: torch.Tensor) -> Batch:
+        return tuple(t[idx].to(self.device, non_blocking=True) for t in self.data)
+
+    # -- EMA ------------------------------------------------------------------------------------
+    def _init_ema(self) -> None:
+        self.ema: dict[str, torch.Tensor] | None = None
+        if self.config.ema_decay > 0:
+            self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        d = self.config.ema_decay
+        for k, v in self.model.state_dict().items():
+            if v.is_floating_point():
+                self.ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.ema[k].copy_(v)
+
+    @contextmanager
+    def _ema_weights(self) -> Iterator[None]:
+        """Temporarily load the EMA weights into the model (no-op without EMA)."""
+        if self.ema is None:
+            yield
+            return
+        saved = copy.deepcopy(self.model.state_dict())
+        self.model.load_state_dict(self.ema)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(saved)
+
+    # -- validation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Return the mean loss over val_data, with fixed noise so that values are comparable."""
+        assert self.val_data is not None
+        was = self.model.training
+        self.model.eval()
+        total, count = 0.0, 0
+        n_val = self.val_data[0].shape[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed + 7919)
+            for i in range(0, n_val, self.config.batch_size):
+                batch = tuple(t[i : i + self.config.batch_size].to(self.device) for t in self.val_data)
+                k = batch[0].shape[0]
+                total += float(self.model.loss(batch, self.step)) * k  # type: ignore[operator]
+                count += k
+        self.model.train(was)
+        return total / count
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _ckpt_path(self) -> Path | None:
+        return Path(self.config.out_dir) / "last.pt" if self.config.out_dir else None
+
+    def save_state(self) -> None:
+        """Write the training state (weights, EMA, optimizer, step, RNG) to out_dir/last.pt atomically."""
+        path = self._ckpt_path()
+        if path is None:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "ema": self.ema,
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "generator": self._gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+            "best": (self._best_val, self._best_state, self._bad_vals),
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_save(path, lambda p: p.write_bytes(buf.getvalue()), overwrite=True)
+
+    def _load_state(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(state["model"])
+        except Exception as exc:  # a corrupt file or another model's state
+            from gensci.errors import CheckpointError
+
+            raise CheckpointError(f"cannot resume from {path}: {exc}") from exc
+        self.ema = state["ema"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self._gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = list(state["history"])
+        self._best_val, self._best_state, self._bad_vals = state["best"]
+
+    def _log(self, row: dict[str, float]) -> None:
+        self.history.append(row)
+        if not self.config.out_dir or self.rank != 0:
+            return
+        path = Path(self.config.out_dir) / "metrics.csv"
+        new = not path.exists()
+        fields = ["step", "loss", "val_loss", "lr", "seconds"]
+        with path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in fields})
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self) -> list[dict[str, float]]:
+        """Train for `config.steps` steps (continuing a resumed run); return the logged history."""
+        cfg = self.config
+        self.device = resolve_device(cfg.device)
+        self.rank, self.world, started = self._setup_distributed()
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if cfg.batch_size % self.world:
+            raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
+        self.model.to(self.device).train()
+        self._gen = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed + 1_000_003 * self.rank)  # ranks draw different noise in the loss
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas)
+        )
+        self._init_ema()
+        self._best_val, self._best_state, self._bad_vals = math.inf, None, 0
+        path = self._ckpt_path()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if cfg.resume and path.exists():
+                self._load_state(path)
+        wrapped: nn.Module = _LossModule(self.model)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            wrapped = DDP(
+                wrapped, device_ids=ids,
+                find_unused_parameters=bool(getattr(self.model, "has_unused_parameters", False)),
+            )
+
+        batches = self._global_indices()  # a resumed run continues from the saved generator state
+        bar = tqdm(
+            total=cfg.steps, initial=self.step, desc=f"training {type(self.model).__name__}",
+            disable=not cfg.progress or self.rank != 0, dynamic_ncols=True,
+        )
+        t0, running, seen = time.perf_counter(), 0.0, 0
+        stop = False
+        try:
+            while self.step < cfg.steps and not stop:
+                idx = next(batches)[self.rank :: self.world]
+                loss = wrapped(self._batch(idx), self.step)
+                if not torch.isfinite(loss):
+                    raise DataError(
+                        f"loss became {float(loss)} at step {self.step}; lower the learning rate "
+                        f"(now {cfg.lr}) or check the data"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                self._update_ema()
+                self.step += 1
+                running += float(loss.detach())
+                seen += 1
+                bar.update(1)
+                row: dict[str, float] = {}
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    row = {"step": self.step, "loss": running / seen, "lr": cfg.lr,
+                           "seconds": time.perf_counter() - t0}
+                    running, seen = 0.0, 0
+                    bar.set_postfix(loss=f"{row['loss']:.4g}")
+                validate_now = self.val_data is not None and (
+                    (cfg.val_every and self.step % cfg.val_every == 0) or self.step == cfg.steps
+                )
+                if validate_now:
+                    with self._ema_weights():
+                        val = self.validate()
+                    row = row or {"step": self.step, "seconds": time.perf_counter() - t0}
+                    row["val_loss"] = val
+                    stop = self._early_stop(val)
+                if row:
+                    self._log(row)
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.rank == 0:
+                    self.save_state()
+        except KeyboardInterrupt:
+            if self.rank == 0:
+                self.save_state()
+            raise
+        finally:
+            bar.close()
+        if self.rank == 0:
+            self.save_state()
+        self._finish()
+        if started:
+            dist.destroy_process_group()
+        return self.history
+
+    def _early_stop(self, val: float) -> bool:
+        """Track the best validation loss; return True when patience has run out."""
+        if val < self._best_val:
+            self._best_val, self._bad_vals = val, 0
+            if self.config.patience:
+                src = self.ema if self.ema is not None else self.model.state_dict()
+                self._best_state = {k: v.detach().clone() for k, v in src.items()}
+            return False
+        self._bad_vals += 1
+        return bool(self.config.patience) and self._bad_vals >= self.config.patience
+
+    def _finish(self) -> None:
+        """Leave the model with its best (early stopping) or EMA weights, in eval mode."""
+        if self.config.patience and self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+        elif self.ema is not None:
+            self.model.load_state_dict(self.ema)
+        self.model.eval()
+
+
+def train(model: nn.Module, data: torch.Tensor | Batch, **config: Any) -> list[dict[str, float]]:
+    """Return the history of fitting `model` on `data` with TrainConfig(**config)."""
+    from gensci.config import config_from_dict
+
+    return Trainer(model, data, config_from_dict(TrainConfig, config)).fit()
