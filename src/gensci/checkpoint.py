@@ -42,7 +42,12 @@ def _register_core() -> None:
         WGANGPConfig,
     )
 
-    for m, c in [(VAE, VAEConfig), (DiffusionModel, DiffusionConfig), (MADE, MADEConfig), (WGANGP, WGANGPConfig)]:
+    for m, c in [
+        (VAE, VAEConfig),
+        (DiffusionModel, DiffusionConfig),
+        (MADE, MADEConfig),
+        (WGANGP, WGANGPConfig),
+    ]:
         register_model(m, c)
 
 
@@ -56,7 +61,9 @@ def save(
     _register_core()
     name = f"{type(model).__module__}.{type(model).__qualname__}"
     if name not in _REGISTRY:
-        raise CheckpointError(f"{name} is not a registered model; call gensci.checkpoint.register_model")
+        raise CheckpointError(
+            f"{name} is not a registered model; call gensci.checkpoint.register_model"
+        )
     config = getattr(model, "config", None)
     if config is None:
         raise CheckpointError(f"{name} has no .config to save")
@@ -85,9 +92,13 @@ def _read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         n = int.from_bytes(raw[:8], "little")
         header = json.loads(raw[8 : 8 + n]).get("__metadata__", {})
     except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{p} is not a readable gensci checkpoint (corrupt or truncated): {exc}") from exc
+        raise CheckpointError(
+            f"{p} is not a readable gensci checkpoint (corrupt or truncated): {exc}"
+        ) from exc
     if "gensci_class" not in header or "gensci_config" not in header:
-        raise CheckpointError(f"{p} is a safetensors file but not a gensci checkpoint (no model config)")
+        raise CheckpointError(
+            f"{p} is a safetensors file but not a gensci checkpoint (no model config)"
+        )
     return tensors, header
 
 
@@ -106,7 +117,7 @@ def load(path: str | Path, device: str | torch.device | None = None) -> nn.Modul
         raise CheckpointError(f"{path} holds a {name}, which this version of gensci does not know")
     model_cls, config_cls = _REGISTRY[name]
     try:
-        config = config_from_dict(config_cls, json.loads(header["gensci_config"]))
+        config: Any = config_from_dict(config_cls, json.loads(header["gensci_config"]))
     except (ConfigError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: stored config is invalid: {exc}") from exc
     model = model_cls(config)  # type: ignore[call-arg]

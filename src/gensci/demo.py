@@ -16,7 +16,14 @@ import typer
 
 from gensci.models import MADE, VAE, DiffusionConfig, DiffusionModel, MADEConfig, VAEConfig
 from gensci.report import Report
-from gensci.runtime import DeviceOption, OutOption, OverwriteOption, SeedOption, prepare_out_dir, seed_everything
+from gensci.runtime import (
+    DeviceOption,
+    OutOption,
+    OverwriteOption,
+    SeedOption,
+    prepare_out_dir,
+    seed_everything,
+)
 from gensci.train import TrainConfig, Trainer
 
 CENTERS = torch.tensor([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]])
@@ -34,7 +41,9 @@ def mode_weights(x: torch.Tensor) -> torch.Tensor:
     return torch.bincount(torch.cdist(x, CENTERS).argmin(1), minlength=3).float() / len(x)
 
 
-def run_demo(out: Path, seed: int = 0, device: str = "auto", steps: int = 2000, progress: bool = True) -> dict:
+def run_demo(
+    out: Path, seed: int = 0, device: str = "auto", steps: int = 2000, progress: bool = True
+) -> dict:
     """Train and sample the core models on known densities; write a report to `out`; return results."""
     import matplotlib
 
@@ -49,20 +58,43 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", steps: int = 2000, 
     # 1. diffusion on the mixture, every sampler
     model = DiffusionModel(DiffusionConfig(data_shape=(2,), hidden=(128, 128, 128), time_dim=32))
     t0 = time.perf_counter()
-    cfg = TrainConfig(steps=steps, batch_size=256, lr=2e-3, ema_decay=0.995, seed=seed,
-                      device=device, progress=progress, out_dir=str(out / "diffusion-train"))
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=256,
+        lr=2e-3,
+        ema_decay=0.995,
+        seed=seed,
+        device=device,
+        progress=progress,
+        out_dir=str(out / "diffusion-train"),
+    )
     history = Trainer(model, data, cfg).fit()
     results["diffusion_train_seconds"] = time.perf_counter() - t0
-    samplers = {"ode": {"steps": 100}, "em": {"steps": 300}, "pc": {"steps": 200}, "langevin": {"n_levels": 100}}
+    samplers = {
+        "ode": {"steps": 100},
+        "em": {"steps": 300},
+        "pc": {"steps": 200},
+        "langevin": {"n_levels": 100},
+    }
     fig, axes = plt.subplots(1, 5, figsize=(20, 4), sharex=True, sharey=True)
     axes[0].scatter(*data[:2000].T, s=2, alpha=0.4)
     axes[0].set_title("training data")
-    rows = [{"sampler": "truth", **{f"w{i}": float(w) for i, w in enumerate(WEIGHTS)}, "max |error|": 0.0}]
-    for ax, (name, kwargs) in zip(axes[1:], samplers.items()):
-        x = model.sample(2000, sampler=name, generator=torch.Generator().manual_seed(seed + 1), **kwargs).cpu()
+    rows = [
+        {
+            "sampler": "truth",
+            **{f"w{i}": float(w) for i, w in enumerate(WEIGHTS)},
+            "max |error|": 0.0,
+        }
+    ]
+    for ax, (name, kwargs) in zip(axes[1:], samplers.items(), strict=True):
+        x = model.sample(
+            2000, sampler=name, generator=torch.Generator().manual_seed(seed + 1), **kwargs
+        ).cpu()
         w = mode_weights(x)
         err = float((w - WEIGHTS).abs().max())
-        rows.append({"sampler": name, **{f"w{i}": float(v) for i, v in enumerate(w)}, "max |error|": err})
+        rows.append(
+            {"sampler": name, **{f"w{i}": float(v) for i, v in enumerate(w)}, "max |error|": err}
+        )
         results[f"diffusion_{name}_mode_weight_error"] = err
         ax.scatter(*x.T, s=2, alpha=0.4, color="C1")
         ax.set_title(f"diffusion, {name} sampler")
@@ -78,14 +110,25 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", steps: int = 2000, 
     # 2. VAE on the same data: held-out ELBO during training
     vae = VAE(VAEConfig(data_dim=2, latent_dim=2, hidden=(64, 64), kl_warmup_steps=200))
     held = mixture(1000, g)
-    vcfg = TrainConfig(steps=max(steps // 2, 10), batch_size=256, lr=2e-3, val_every=max(steps // 20, 1),
-                       seed=seed, device=device, progress=progress)
+    vcfg = TrainConfig(
+        steps=max(steps // 2, 10),
+        batch_size=256,
+        lr=2e-3,
+        val_every=max(steps // 20, 1),
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
     vhist = Trainer(vae, data, vcfg, val_data=held).fit()
     val = [(r["step"], -r["val_loss"] * 2) for r in vhist if "val_loss" in r]
     results["vae_heldout_elbo_first_last"] = [val[0][1], val[-1][1]]
-    xs = vae.decode(torch.randn(2000, 2, generator=g).to(next(vae.parameters()).device)).detach().cpu()
+    xs = (
+        vae.decode(torch.randn(2000, 2, generator=g).to(next(vae.parameters()).device))
+        .detach()
+        .cpu()
+    )
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    axes[0].plot(*zip(*val), marker="o")
+    axes[0].plot(*zip(*val, strict=True), marker="o")
     axes[0].set_xlabel("step")
     axes[0].set_ylabel("held-out ELBO (nats)")
     axes[1].scatter(*xs.T, s=2, alpha=0.4, color="C2")
@@ -100,14 +143,26 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", steps: int = 2000, 
     p = torch.softmax(1.5 * (states[:, 1:] == states[:, :-1]).sum(1).float(), 0)
     made = MADE(MADEConfig(n_dims=d, n_categories=k, hidden=(64, 64), seed=seed))
     disc = states[torch.multinomial(p, 20000, replacement=True, generator=g)]
-    Trainer(made, disc, TrainConfig(steps=max(steps // 2, 10), batch_size=500, lr=1e-2, seed=seed,
-                                    device=device, progress=progress)).fit()
+    Trainer(
+        made,
+        disc,
+        TrainConfig(
+            steps=max(steps // 2, 10),
+            batch_size=500,
+            lr=1e-2,
+            seed=seed,
+            device=device,
+            progress=progress,
+        ),
+    ).fit()
     with torch.no_grad():
         ce = float(-(p * made.log_prob(states.to(next(made.parameters()).device)).cpu()).sum())
     entropy = float(-(p * p.log()).sum())
     results.update({"made_cross_entropy": ce, "made_entropy_bound": entropy})
     report.heading("Autoregressive model (MADE) on a known discrete distribution")
-    report.table([{"entropy bound (nats)": entropy, "model cross-entropy (nats)": ce, "gap": ce - entropy}])
+    report.table(
+        [{"entropy bound (nats)": entropy, "model cross-entropy (nats)": ce, "gap": ce - entropy}]
+    )
 
     report.results = results
     report.write()

@@ -45,13 +45,17 @@ def check_finite(x: torch.Tensor | np.ndarray, name: str) -> None:
         bad = ~np.isfinite(arr)
         if bad.any():
             first = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise DataError(f"{name} holds {int(bad.sum())} NaN/inf values (first at index {first})")
+            raise DataError(
+                f"{name} holds {int(bad.sum())} NaN/inf values (first at index {first})"
+            )
 
 
 def check_shape(x: torch.Tensor | np.ndarray, expected: Sequence[int | None], name: str) -> None:
     """Raise ShapeError unless `x.shape` matches `expected` (None matches any size)."""
     shape = tuple(x.shape)
-    ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
+    ok = len(shape) == len(expected) and all(
+        e is None or e == s for e, s in zip(expected, shape, strict=True)
+    )
     if not ok:
         want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
         raise ShapeError(f"{name} has shape {shape}, expected {want}")

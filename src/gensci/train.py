@@ -109,13 +109,17 @@ class Trainer:
         if sample_weights is not None:
             sample_weights = sample_weights.detach().double().cpu().reshape(-1)
             if sample_weights.numel() != self.n:
-                raise ShapeError(f"sample_weights has {sample_weights.numel()} entries for {self.n} examples")
+                raise ShapeError(
+                    f"sample_weights has {sample_weights.numel()} entries for {self.n} examples"
+                )
             check_finite(sample_weights, "sample_weights")
             if (sample_weights < 0).any() or sample_weights.sum() <= 0:
                 raise DataError("sample_weights must be >= 0 with a positive sum")
         self.sample_weights = sample_weights
         self.history: list[dict[str, float]] = []
         self.step = 0
+        self._resume_pos: int | None = None
+        self.optimizer: torch.optim.Optimizer
 
     # -- distributed set-up ---------------------------------------------------------------------
     def _setup_distributed(self) -> tuple[int, int, bool]:
@@ -132,17 +136,34 @@ class Trainer:
 
     # -- batches --------------------------------------------------------------------------------
     def _global_indices(self) -> Iterator[torch.Tensor]:
-        """Yield the global batch indices of each step, the same on every rank."""
+        """Yield the global batch indices of each step, the same on every rank.
+
+        The generator's state at the start of the current epoch and the position in it are kept
+        (and saved), so a resumed run draws exactly the batches the uninterrupted run would.
+        """
         bs = self.config.batch_size
         while True:
+            if self._resume_pos is None:
+                self._epoch_state = self._gen.get_state()
+                start = 0
+            else:
+                self._gen.set_state(self._epoch_state)
+                start, self._resume_pos = self._resume_pos, None
             if self.sample_weights is not None:
-                yield torch.multinomial(self.sample_weights, bs, replacement=True, generator=self._gen)
+                batch = torch.multinomial(
+                    self.sample_weights, bs, replacement=True, generator=self._gen
+                )
+                self._pos = 1
+                yield batch
+                continue
+            if self.n < bs:  # tiny data: sample with replacement rather than fail
+                batch = torch.randint(0, self.n, (bs,), generator=self._gen)
+                self._pos = 1
+                yield batch
                 continue
             perm = torch.randperm(self.n, generator=self._gen)
-            if self.n < bs:  # tiny data: sample with replacement rather than fail
-                yield torch.randint(0, self.n, (bs,), generator=self._gen)
-                continue
-            for i in range(0, self.n - bs + 1, bs):
+            for i in range(start, self.n - bs + 1, bs):
+                self._pos = i + bs
                 yield perm[i : i + bs]
 
     def _batch(self, idx: torch.Tensor) -> Batch:
@@ -190,7 +211,9 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed + 7919)
             for i in range(0, n_val, self.config.batch_size):
-                batch = tuple(t[i : i + self.config.batch_size].to(self.device) for t in self.val_data)
+                batch = tuple(
+                    t[i : i + self.config.batch_size].to(self.device) for t in self.val_data
+                )
                 k = batch[0].shape[0]
                 total += float(self.model.loss(batch, self.step)) * k  # type: ignore[operator]
                 count += k
@@ -212,6 +235,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "generator": self._gen.get_state(),
+            "epoch_state": self._epoch_state,
+            "epoch_pos": self._pos,
             "torch_rng": torch.get_rng_state(),
             "history": self.history,
             "best": (self._best_val, self._best_state, self._bad_vals),
@@ -232,6 +257,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self._gen.set_state(state["generator"])
+        self._epoch_state, self._resume_pos = state["epoch_state"], state["epoch_pos"]
         torch.set_rng_state(state["torch_rng"])
         self.history = list(state["history"])
         self._best_val, self._best_state, self._bad_vals = state["best"]
@@ -258,12 +284,20 @@ class Trainer:
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         if cfg.batch_size % self.world:
-            raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
+            raise ConfigError(
+                f"batch_size {cfg.batch_size} is not divisible by {self.world} processes"
+            )
         self.model.to(self.device).train()
         self._gen = torch.Generator().manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed + 1_000_003 * self.rank)  # ranks draw different noise in the loss
+        self._epoch_state, self._pos, self._resume_pos = self._gen.get_state(), 0, None
+        torch.manual_seed(
+            cfg.seed + 1_000_003 * self.rank
+        )  # ranks draw different noise in the loss
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas)
+            self.model.parameters(),
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            betas=(cfg.betas[0], cfg.betas[1]),
         )
         self._init_ema()
         self._best_val, self._best_state, self._bad_vals = math.inf, None, 0
@@ -278,14 +312,18 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             wrapped = DDP(
-                wrapped, device_ids=ids,
+                wrapped,
+                device_ids=ids,
                 find_unused_parameters=bool(getattr(self.model, "has_unused_parameters", False)),
             )
 
         batches = self._global_indices()  # a resumed run continues from the saved generator state
         bar = tqdm(
-            total=cfg.steps, initial=self.step, desc=f"training {type(self.model).__name__}",
-            disable=not cfg.progress or self.rank != 0, dynamic_ncols=True,
+            total=cfg.steps,
+            initial=self.step,
+            desc=f"training {type(self.model).__name__}",
+            disable=not cfg.progress or self.rank != 0,
+            dynamic_ncols=True,
         )
         t0, running, seen = time.perf_counter(), 0.0, 0
         stop = False
@@ -310,8 +348,12 @@ class Trainer:
                 bar.update(1)
                 row: dict[str, float] = {}
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    row = {"step": self.step, "loss": running / seen, "lr": cfg.lr,
-                           "seconds": time.perf_counter() - t0}
+                    row = {
+                        "step": self.step,
+                        "loss": running / seen,
+                        "lr": cfg.lr,
+                        "seconds": time.perf_counter() - t0,
+                    }
                     running, seen = 0.0, 0
                     bar.set_postfix(loss=f"{row['loss']:.4g}")
                 validate_now = self.val_data is not None and (
@@ -325,7 +367,11 @@ class Trainer:
                     stop = self._early_stop(val)
                 if row:
                     self._log(row)
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.rank == 0:
+                if (
+                    cfg.checkpoint_every
+                    and self.step % cfg.checkpoint_every == 0
+                    and self.rank == 0
+                ):
                     self.save_state()
         except KeyboardInterrupt:
             if self.rank == 0:

@@ -5,14 +5,29 @@ import torch
 
 from gensci import checkpoint
 from gensci.errors import CheckpointError, ConfigError, OutputExistsError
-from gensci.models import MADE, VAE, WGANGP, DiffusionConfig, DiffusionModel, MADEConfig, VAEConfig, WGANGPConfig
+from gensci.models import (
+    MADE,
+    VAE,
+    WGANGP,
+    DiffusionConfig,
+    DiffusionModel,
+    MADEConfig,
+    VAEConfig,
+    WGANGPConfig,
+)
 
 
 @pytest.mark.parametrize(
     "model",
     [
-        VAE(VAEConfig(data_dim=5, latent_dim=2, hidden=(8, 4), likelihood="categorical", n_categories=3)),
-        DiffusionModel(DiffusionConfig(data_shape=(1, 8, 8), net="unet", base_channels=8, channel_mults=(1, 2))),
+        VAE(
+            VAEConfig(
+                data_dim=5, latent_dim=2, hidden=(8, 4), likelihood="categorical", n_categories=3
+            )
+        ),
+        DiffusionModel(
+            DiffusionConfig(data_shape=(1, 8, 8), net="unet", base_channels=8, channel_mults=(1, 2))
+        ),
         MADE(MADEConfig(n_dims=4, n_categories=3, hidden=(8,))),
         WGANGP(WGANGPConfig(data_dim=2, hidden=(8,))),
     ],
@@ -40,7 +55,9 @@ def test_refuses_to_overwrite(tmp_path):
 def test_missing_corrupt_and_foreign_files(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
         checkpoint.load(tmp_path / "nope.safetensors")
-    path = checkpoint.save(MADE(MADEConfig(n_dims=2, n_categories=2, hidden=(4,))), tmp_path / "m.st")
+    path = checkpoint.save(
+        MADE(MADEConfig(n_dims=2, n_categories=2, hidden=(4,))), tmp_path / "m.st"
+    )
     raw = path.read_bytes()
     (tmp_path / "cut.st").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(CheckpointError, match="corrupt|truncated"):

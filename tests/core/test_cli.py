@@ -29,13 +29,37 @@ def test_gensci_errors_are_one_line_with_exit_2(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("user data")
     proc = subprocess.run(
-        [sys.executable, "-m", "gensci.cli", "demo", "--out", str(tmp_path / "full"), "--steps", "2"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gensci.cli",
+            "demo",
+            "--out",
+            str(tmp_path / "full"),
+            "--steps",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "--overwrite" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert (tmp_path / "full" / "keep.txt").read_text() == "user data"
-    proc = subprocess.run([sys.executable, "-m", "gensci.cli", "demo", "--device", "tpu",
-                           "--out", str(tmp_path / "x"), "--steps", "2"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gensci.cli",
+            "demo",
+            "--device",
+            "tpu",
+            "--out",
+            str(tmp_path / "x"),
+            "--steps",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "tpu" in proc.stderr

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from gensci.errors import ConfigError, DataError, OutputExistsError, ShapeError, check_finite, check_shape
+from gensci.errors import (
+    ConfigError,
+    DataError,
+    OutputExistsError,
+    ShapeError,
+    check_finite,
+    check_shape,
+)
 from gensci.runtime import atomic_write_text, prepare_out_dir, resolve_device, seed_everything
 
 

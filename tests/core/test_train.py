@@ -23,7 +23,9 @@ def made_data() -> torch.Tensor:
 
 def test_loss_falls_and_metrics_logged(tmp_path):
     model = MADE(MADEConfig(n_dims=6, n_categories=2, hidden=(32,)))
-    cfg = TrainConfig(steps=200, batch_size=64, lr=5e-3, log_every=50, out_dir=str(tmp_path), progress=False)
+    cfg = TrainConfig(
+        steps=200, batch_size=64, lr=5e-3, log_every=50, out_dir=str(tmp_path), progress=False
+    )
     history = Trainer(model, made_data(), cfg).fit()
     assert history[-1]["loss"] < history[0]["loss"] - 0.3
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
@@ -72,7 +74,9 @@ class Linear1(torch.nn.Module):
 def test_ema_weights_are_the_exponential_average():
     lr, decay, steps = 0.01, 0.8, 6
     model = Linear1()
-    cfg = TrainConfig(steps=steps, batch_size=2, lr=lr, ema_decay=decay, grad_clip=0.0, progress=False)
+    cfg = TrainConfig(
+        steps=steps, batch_size=2, lr=lr, ema_decay=decay, grad_clip=0.0, progress=False
+    )
     Trainer(model, torch.zeros(4, 1), cfg).fit()
     ema = 0.0
     for k in range(1, steps + 1):
@@ -108,7 +112,9 @@ def test_sample_weights_choose_examples():
     data = torch.arange(10.0).reshape(10, 1)
     weights = torch.zeros(10)
     weights[7] = 1.0
-    Trainer(Probe(), data, TrainConfig(steps=3, batch_size=4, progress=False), sample_weights=weights).fit()
+    Trainer(
+        Probe(), data, TrainConfig(steps=3, batch_size=4, progress=False), sample_weights=weights
+    ).fit()
     assert all((b == 7.0).all() for b in seen)
 
 
@@ -138,9 +144,19 @@ def test_two_process_ddp_equals_single_process(tmp_path):
     env.pop("WORLD_SIZE", None)
     subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], check=True, env=env)
     subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         f"--master_port={_free_port()}", "--master_addr=127.0.0.1", str(script), str(tmp_path / "two.pt")],
-        check=True, env=env, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={_free_port()}",
+            "--master_addr=127.0.0.1",
+            str(script),
+            str(tmp_path / "two.pt"),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
     )
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     start = MADE(MADEConfig(n_dims=5, n_categories=3, hidden=(16,))).double().state_dict()

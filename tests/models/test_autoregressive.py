@@ -43,7 +43,9 @@ def test_made_reaches_entropy_bound():
         cross_entropy = -(p * model.log_prob(states)).sum()
     assert cross_entropy - entropy < 0.05, (float(cross_entropy), float(entropy))
     samples = model.sample(4000, generator=torch.Generator().manual_seed(1))
-    freq = torch.bincount((samples * K ** torch.arange(D - 1, -1, -1)).sum(1), minlength=K**D).float()
+    freq = torch.bincount(
+        (samples * K ** torch.arange(D - 1, -1, -1)).sum(1), minlength=K**D
+    ).float()
     # ancestral samples follow the model: total variation to the truth is small
     order = (states * K ** torch.arange(D - 1, -1, -1)).sum(1)
     assert 0.5 * (freq[order] / 4000 - p).abs().sum() < 0.08

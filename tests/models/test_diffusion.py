@@ -43,8 +43,9 @@ def test_score_and_denoise_shapes(trained):
 
 
 def test_conditional_unet_loss_runs_and_checks_shapes():
-    cfg = DiffusionConfig(data_shape=(1, 8, 8), net="unet", base_channels=8, channel_mults=(1, 2),
-                          cond_channels=1)
+    cfg = DiffusionConfig(
+        data_shape=(1, 8, 8), net="unet", base_channels=8, channel_mults=(1, 2), cond_channels=1
+    )
     model = DiffusionModel(cfg)
     x, c = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8)
     loss = model.loss((x, c))

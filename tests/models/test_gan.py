@@ -2,7 +2,6 @@
 
 import torch
 
-
 from gensci.models import WGANGP, WGANGPConfig
 from gensci.train import TrainConfig, Trainer
 
@@ -36,8 +35,9 @@ def test_wgan_moves_generator_to_data():
     model = WGANGP(WGANGPConfig(data_dim=2, latent_dim=2, hidden=(64, 64)))
     held = torch.tensor([1.0, -1.0]) + torch.randn(1000, 2, generator=g) @ mix.T
     before = energy_distance(model.sample(1000, torch.Generator().manual_seed(1)), held)
-    cfg = TrainConfig(steps=3000, batch_size=128, lr=1e-3, betas=(0.5, 0.9), grad_clip=0.0,
-                      progress=False)
+    cfg = TrainConfig(
+        steps=3000, batch_size=128, lr=1e-3, betas=(0.5, 0.9), grad_clip=0.0, progress=False
+    )
     Trainer(model, data, cfg).fit()
     after = energy_distance(model.sample(1000, torch.Generator().manual_seed(1)), held)
     assert after < before / 3, (before, after)

@@ -33,12 +33,16 @@ def test_heldout_elbo_rises():
 
 
 def test_categorical_elbo_is_a_bound_on_one_hot_data():
-    model = VAE(VAEConfig(data_dim=5, latent_dim=2, hidden=(16,), likelihood="categorical", n_categories=4))
+    model = VAE(
+        VAEConfig(data_dim=5, latent_dim=2, hidden=(16,), likelihood="categorical", n_categories=4)
+    )
     x = torch.randint(0, 4, (10, 5))
     elbo = model.elbo(x)
     assert elbo.shape == (10,) and (elbo < 0).all()
     # an untrained decoder is near uniform: log-likelihood about -D log K
-    assert abs(model.log_likelihood(x, torch.zeros(10, 5, 4)).mean().item() + 5 * math.log(4)) < 1e-5
+    assert (
+        abs(model.log_likelihood(x, torch.zeros(10, 5, 4)).mean().item() + 5 * math.log(4)) < 1e-5
+    )
     one_hot = torch.nn.functional.one_hot(x, 4).float()
     assert torch.allclose(model.encode(x)[0], model.encode(one_hot)[0])
     with pytest.raises(DataError, match="outside"):

@@ -25,13 +25,19 @@ class MADEConfig:
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.n_dims < 1 or self.n_categories < 2:
-            raise ConfigError(f"MADE needs n_dims >= 1 and n_categories >= 2, got {self.n_dims}, {self.n_categories}")
+            raise ConfigError(
+                f"MADE needs n_dims >= 1 and n_categories >= 2, got {self.n_dims}, {self.n_categories}"
+            )
         if any(h < 1 for h in self.hidden) or not self.hidden:
-            raise ConfigError(f"MADE needs at least one hidden layer of positive width, got {self.hidden}")
+            raise ConfigError(
+                f"MADE needs at least one hidden layer of positive width, got {self.hidden}"
+            )
 
 
 class MaskedLinear(nn.Linear):
     """A linear layer whose weight is multiplied by a fixed 0/1 connectivity mask."""
+
+    mask: torch.Tensor
 
     def __init__(self, in_features: int, out_features: int, mask: torch.Tensor) -> None:
         super().__init__(in_features, out_features)
@@ -55,7 +61,11 @@ class MADE(nn.Module):
         prev = deg_in
         for h in c.hidden:
             low = 1 if d > 1 else 0
-            deg = torch.randint(low, max(d, 2), (h,), generator=g) if d > 1 else torch.zeros(h, dtype=torch.long)
+            deg = (
+                torch.randint(low, max(d, 2), (h,), generator=g)
+                if d > 1
+                else torch.zeros(h, dtype=torch.long)
+            )
             layers += [MaskedLinear(prev.numel(), h, deg[:, None] >= prev[None, :]), nn.ReLU()]
             prev = deg
         deg_out = torch.arange(1, d + 1).repeat_interleave(k)
@@ -70,12 +80,15 @@ class MADE(nn.Module):
         if x.is_floating_point():
             raise DataError("MADE takes integer category indices, got floats")
         if x.numel() and (x.min() < 0 or x.max() >= c.n_categories):
-            raise DataError(f"categories must lie in [0, {c.n_categories}), got {int(x.min())}..{int(x.max())}")
+            raise DataError(
+                f"categories must lie in [0, {c.n_categories}), got {int(x.min())}..{int(x.max())}"
+            )
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Return the conditional logits (B, D, K); row d depends only on x_<d."""
         c = self.config
-        onehot = F.one_hot(x.long(), c.n_categories).float().reshape(x.shape[0], -1)
+        dtype = next(self.parameters()).dtype
+        onehot = F.one_hot(x.long(), c.n_categories).to(dtype).reshape(x.shape[0], -1)
         return self.net(onehot).reshape(x.shape[0], c.n_dims, c.n_categories)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:

@@ -72,9 +72,13 @@ class _UNetEps(nn.Module):
         self.cond_is_image = c.cond_channels > 0
         self.net = UNet(
             UNetConfig(
-                in_channels=ch, out_channels=ch, cond_channels=c.cond_channels,
-                base_channels=c.base_channels, channel_mults=tuple(c.channel_mults),
-                num_res_blocks=c.num_res_blocks, time_dim=max(c.time_dim, 32),
+                in_channels=ch,
+                out_channels=ch,
+                cond_channels=c.cond_channels,
+                base_channels=c.base_channels,
+                channel_mults=tuple(c.channel_mults),
+                num_res_blocks=c.num_res_blocks,
+                time_dim=max(c.time_dim, 32),
                 cond_dim=c.cond_dim,
             )
         )
@@ -92,8 +96,11 @@ class DiffusionModel(nn.Module):
         super().__init__()
         self.config = config
         self.sde: SDE = make_sde(
-            config.sde, beta_min=config.beta_min, beta_max=config.beta_max,
-            sigma_min=config.sigma_min, sigma_max=config.sigma_max,
+            config.sde,
+            beta_min=config.beta_min,
+            beta_max=config.beta_max,
+            sigma_min=config.sigma_min,
+            sigma_max=config.sigma_max,
         )
         self.eps_net: nn.Module = _MLPEps(config) if config.net == "mlp" else _UNetEps(config)
 
@@ -111,21 +118,31 @@ class DiffusionModel(nn.Module):
             raise ShapeError(f"cond has batch {cond.shape[0]} but data has batch {x.shape[0]}")
 
     # -- the model ------------------------------------------------------------------------------
-    def eps(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def eps(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Return eps_theta(x_t, t): the predicted noise, shape of x."""
         return self.eps_net(x, t.reshape(-1).expand(x.shape[0]), cond)
 
-    def score(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def score(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Return grad_x log p_t(x | cond) = -eps_theta(x, t) / std(t); x: (B, *data_shape), t: (B,)."""
         t = t.reshape(-1).expand(x.shape[0])
         return -self.eps(x, t, cond) / _bcast(self.sde.std(t), x)
 
-    def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def denoise(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Return Tweedie's E[x_0 | x_t] = (x_t - std eps_theta) / alpha."""
         t = t.reshape(-1).expand(x.shape[0])
-        return (x - _bcast(self.sde.std(t), x) * self.eps(x, t, cond)) / _bcast(self.sde.alpha(t), x)
+        return (x - _bcast(self.sde.std(t), x) * self.eps(x, t, cond)) / _bcast(
+            self.sde.alpha(t), x
+        )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.score(x, t, cond)
 
     def loss(self, batch: tuple[torch.Tensor, ...], step: int = 0) -> torch.Tensor:
@@ -138,7 +155,9 @@ class DiffusionModel(nn.Module):
         mean, std = self.sde.marginal_prob(x0, t)
         xt = mean + _bcast(std, x0) * noise
         err = self.eps(xt, t, cond) - noise
-        return err.pow(2).reshape(x0.shape[0], -1).sum(-1).mean() / math.prod(self.config.data_shape)
+        return err.pow(2).reshape(x0.shape[0], -1).sum(-1).mean() / math.prod(
+            self.config.data_shape
+        )
 
     @torch.no_grad()
     def sample(

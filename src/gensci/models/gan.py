@@ -29,7 +29,9 @@ class WGANGPConfig:
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.data_dim < 1 or self.latent_dim < 1:
-            raise ConfigError(f"data_dim and latent_dim must be >= 1, got {self.data_dim}, {self.latent_dim}")
+            raise ConfigError(
+                f"data_dim and latent_dim must be >= 1, got {self.data_dim}, {self.latent_dim}"
+            )
 
 
 class WGANGP(nn.Module):
@@ -60,7 +62,9 @@ class WGANGP(nn.Module):
         """Return the critic loss (fakes detached) or, every n_critic+1-th step, the generator loss."""
         real = batch[0]
         if real.dim() != 2 or real.shape[1] != self.config.data_dim:
-            raise ShapeError(f"data has shape {tuple(real.shape)}, expected (B, {self.config.data_dim})")
+            raise ShapeError(
+                f"data has shape {tuple(real.shape)}, expected (B, {self.config.data_dim})"
+            )
         z = torch.randn(real.shape[0], self.config.latent_dim, device=real.device)
         if step % (self.config.n_critic + 1) < self.config.n_critic:
             with torch.no_grad():

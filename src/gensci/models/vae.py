@@ -39,17 +39,28 @@ class VAEConfig:
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.likelihood not in LIKELIHOODS:
-            raise ConfigError(f"unknown likelihood {self.likelihood!r}; choose one of {LIKELIHOODS}")
+            raise ConfigError(
+                f"unknown likelihood {self.likelihood!r}; choose one of {LIKELIHOODS}"
+            )
         if self.likelihood == "categorical" and self.n_categories < 2:
-            raise ConfigError(f"categorical likelihood needs n_categories >= 2, got {self.n_categories}")
+            raise ConfigError(
+                f"categorical likelihood needs n_categories >= 2, got {self.n_categories}"
+            )
         if self.n_labels and self.cond_dim:
-            raise ConfigError("give either n_labels (label condition) or cond_dim (vector), not both")
+            raise ConfigError(
+                "give either n_labels (label condition) or cond_dim (vector), not both"
+            )
         if self.data_dim < 1 or self.latent_dim < 1:
-            raise ConfigError(f"data_dim and latent_dim must be >= 1, got {self.data_dim}, {self.latent_dim}")
+            raise ConfigError(
+                f"data_dim and latent_dim must be >= 1, got {self.data_dim}, {self.latent_dim}"
+            )
 
 
 class VAE(nn.Module):
-    """Encoder q(z|x, c), decoder p(x|z, c); x: (B, D) floats or, categorical, (B, D) ints / (B, D, K) one-hot."""
+    """Encoder q(z|x, c) and decoder p(x|z, c).
+
+    x: (B, D) floats (Gaussian) or, categorical, (B, D) letter indices / (B, D, K) one-hot.
+    """
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
@@ -58,7 +69,9 @@ class VAE(nn.Module):
         x_width = c.data_dim * (c.n_categories if c.likelihood == "categorical" else 1)
         enc_in = x_width + (self.c_dim if c.cond_in_encoder else 0)
         self.encoder = MLP(enc_in, 2 * c.latent_dim, c.hidden, c.activation, c.dropout)
-        self.decoder = MLP(c.latent_dim + self.c_dim, x_width, tuple(reversed(c.hidden)), c.activation, c.dropout)
+        self.decoder = MLP(
+            c.latent_dim + self.c_dim, x_width, tuple(reversed(c.hidden)), c.activation, c.dropout
+        )
         if c.likelihood == "gaussian" and c.gaussian_std is None:
             self.log_std = nn.Parameter(torch.zeros(c.data_dim))
 
@@ -103,11 +116,15 @@ class VAE(nn.Module):
                 raise DataError(f"labels must lie in [0, {cfg.n_labels}), got {c.min()}..{c.max()}")
             c = F.one_hot(c, cfg.n_labels).float()
         if tuple(c.shape) != (batch, self.c_dim):
-            raise ShapeError(f"condition has shape {tuple(c.shape)}, expected ({batch}, {self.c_dim})")
+            raise ShapeError(
+                f"condition has shape {tuple(c.shape)}, expected ({batch}, {self.c_dim})"
+            )
         return c.float()
 
     # -- the model ------------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, x: torch.Tensor, c: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (mu, logvar) of q(z | x, c), each (B, latent_dim)."""
         flat = self._x(x)
         cc = self._c(c, flat.shape[0])
@@ -153,7 +170,11 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x, c)
         rec = torch.zeros(mu.shape[0], device=mu.device)
         for _ in range(n_samples):
-            noise = torch.randn(mu.shape, generator=generator).to(mu) if generator else torch.randn_like(mu)
+            noise = (
+                torch.randn(mu.shape, generator=generator).to(mu)
+                if generator
+                else torch.randn_like(mu)
+            )
             z = mu + (0.5 * logvar).exp() * noise
             rec = rec + self.log_likelihood(x, self.decode(z, c))
         return rec / n_samples - kl_weight * self.kl(mu, logvar)

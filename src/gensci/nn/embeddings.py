@@ -11,6 +11,8 @@ from torch import nn
 class SinusoidalEmbedding(nn.Module):
     """t: (B,) -> (B, dim) of sin/cos features at geometrically spaced frequencies."""
 
+    freqs: torch.Tensor
+
     def __init__(self, dim: int, max_period: float = 10_000.0, scale: float = 1000.0) -> None:
         super().__init__()
         if dim % 2:

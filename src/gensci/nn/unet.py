@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -61,7 +62,9 @@ class UNet(nn.Module):
         super().__init__()
         self.config = c = config
         self.time_embed = nn.Sequential(
-            SinusoidalEmbedding(c.time_dim), nn.Linear(c.time_dim, c.time_dim), nn.SiLU(),
+            SinusoidalEmbedding(c.time_dim),
+            nn.Linear(c.time_dim, c.time_dim),
+            nn.SiLU(),
             nn.Linear(c.time_dim, c.time_dim),
         )
         self.cond_embed = nn.Linear(c.cond_dim, c.time_dim) if c.cond_dim > 0 else None
@@ -83,7 +86,10 @@ class UNet(nn.Module):
                 skips.append(width)
             self.down.append(nn.ModuleDict({"blocks": blocks, "down": down or nn.Identity()}))
         self.mid = nn.ModuleList(
-            [ResBlock(width, width, c.time_dim, c.groups), ResBlock(width, width, c.time_dim, c.groups)]
+            [
+                ResBlock(width, width, c.time_dim, c.groups),
+                ResBlock(width, width, c.time_dim, c.groups),
+            ]
         )
         self.up = nn.ModuleList()
         for level, ch in reversed(list(enumerate(chans))):
@@ -93,7 +99,9 @@ class UNet(nn.Module):
                 width = ch
             up = nn.Conv2d(width, width, 3, padding=1) if level > 0 else None
             self.up.append(nn.ModuleDict({"blocks": blocks, "up": up or nn.Identity()}))
-        self.out = nn.Sequential(_norm(width, c.groups), nn.SiLU(), nn.Conv2d(width, c.out_channels, 3, padding=1))
+        self.out = nn.Sequential(
+            _norm(width, c.groups), nn.SiLU(), nn.Conv2d(width, c.out_channels, 3, padding=1)
+        )
         self.n_levels = len(chans)
 
     def forward(
@@ -106,13 +114,17 @@ class UNet(nn.Module):
         c = self.config
         factor = 2 ** (self.n_levels - 1)
         if x.dim() != 4 or x.shape[1] != c.in_channels:
-            raise ShapeError(f"UNet input has shape {tuple(x.shape)}, expected (B, {c.in_channels}, H, W)")
+            raise ShapeError(
+                f"UNet input has shape {tuple(x.shape)}, expected (B, {c.in_channels}, H, W)"
+            )
         if x.shape[-1] % factor or x.shape[-2] % factor:
             raise ShapeError(f"UNet input size {tuple(x.shape[-2:])} is not divisible by {factor}")
         if c.cond_channels:
             if cond is None or cond.shape[1] != c.cond_channels or cond.shape[-2:] != x.shape[-2:]:
                 got = None if cond is None else tuple(cond.shape)
-                raise ShapeError(f"UNet needs cond of shape (B, {c.cond_channels}, H, W), got {got}")
+                raise ShapeError(
+                    f"UNet needs cond of shape (B, {c.cond_channels}, H, W), got {got}"
+                )
             x = torch.cat([x, cond], dim=1)
         t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
         emb = self.time_embed(t)
@@ -123,7 +135,8 @@ class UNet(nn.Module):
         h = self.stem(x)
         hs = [h]
         for level in self.down:
-            for block in level["blocks"]:  # type: ignore[union-attr]
+            level = cast(nn.ModuleDict, level)
+            for block in cast(nn.ModuleList, level["blocks"]):
                 h = block(h, emb)
                 hs.append(h)
             if not isinstance(level["down"], nn.Identity):
@@ -132,7 +145,8 @@ class UNet(nn.Module):
         for block in self.mid:
             h = block(h, emb)
         for level in self.up:
-            for block in level["blocks"]:  # type: ignore[union-attr]
+            level = cast(nn.ModuleDict, level)
+            for block in cast(nn.ModuleList, level["blocks"]):
                 h = block(torch.cat([h, hs.pop()], dim=1), emb)
             if not isinstance(level["up"], nn.Identity):
                 h = level["up"](F.interpolate(h, scale_factor=2.0, mode="nearest"))

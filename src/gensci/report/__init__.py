@@ -39,7 +39,8 @@ class Report:
         cols = list(rows[0])
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         body = "".join(
-            "<tr>" + "".join(f"<td>{_cell(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows
+            "<tr>" + "".join(f"<td>{_cell(r.get(c, ''))}</td>" for c in cols) + "</tr>"
+            for r in rows
         )
         cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
         self.parts.append(f"<table>{cap}<tr>{head}</tr>{body}</table>")
@@ -52,7 +53,9 @@ class Report:
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-        self.parts.append(f'<figure><img src="{path.name}" alt="{html.escape(name)}">{cap}</figure>')
+        self.parts.append(
+            f'<figure><img src="{path.name}" alt="{html.escape(name)}">{cap}</figure>'
+        )
         return path
 
     def write(self) -> Path:
@@ -68,6 +71,9 @@ class Report:
             + "\n".join(self.parts)
             + "</body></html>"
         )
-        atomic_write_text(self.out_dir / "results.json", json.dumps(self.results, indent=2, default=float),
-                          overwrite=True)
+        atomic_write_text(
+            self.out_dir / "results.json",
+            json.dumps(self.results, indent=2, default=float),
+            overwrite=True,
+        )
         return atomic_write_text(self.out_dir / "index.html", page, overwrite=True)
