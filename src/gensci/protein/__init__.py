@@ -1,0 +1,1 @@
+"""Protein design with a VAE over a protein family."""

@@ -1,0 +1,254 @@
+"""Synthetic-feasibility and novelty rules for designed sequences.
+
+Each design gets one row of metrics and the list of rules it failed. Rules come from a YAML or
+TOML file (keys as in `FeasibilityRules`); anything left out keeps its default. A range of
+`None` is off, except `length`, which by default spans the training lengths +-10%.
+
+Rules: length, net_charge (pH 7), pI, gravy (Kyte-Doolittle), composition (largest fraction of
+any one residue, per-letter caps), homopolymer (longest single-residue run), low_complexity
+(lowest Shannon entropy in a sliding window, bits), cysteines, motifs (forbidden regexes, e.g.
+the N-glycosylation sequon N[^P][ST]), novelty (identity to the nearest training sequence).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tomllib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gensci.config import config_from_dict
+from gensci.errors import ConfigError
+
+RULES = (
+    "length",
+    "net_charge",
+    "pI",
+    "gravy",
+    "composition",
+    "homopolymer",
+    "low_complexity",
+    "cysteines",
+    "motifs",
+    "novelty",
+)
+
+Range = tuple[float, float]
+
+
+@dataclass
+class FeasibilityRules:
+    """Thresholds of the feasibility rules; ranges are inclusive [low, high]."""
+
+    length: Range | None = None  # None: training lengths +- 10%
+    length_margin: float = 0.1
+    net_charge: Range | None = (-20.0, 20.0)
+    pI: Range | None = (4.0, 11.0)
+    gravy: Range | None = (-1.5, 0.5)
+    max_residue_fraction: float | None = 0.25
+    composition_caps: dict[str, float] = field(default_factory=dict)
+    max_homopolymer: int | None = 5
+    entropy_window: int = 12
+    min_window_entropy: float | None = 1.5
+    cysteines: Range | None = (0, 12)
+    forbidden_motifs: list[str] = field(default_factory=list)
+    novelty: Range | None = (0.3, 0.95)
+
+    def __post_init__(self) -> None:
+        for name in ("length", "net_charge", "pI", "gravy", "cysteines", "novelty"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if len(value) != 2 or float(value[0]) > float(value[1]):
+                raise ConfigError(f"rule {name!r} must be a range [low, high], got {value!r}")
+            setattr(self, name, (float(value[0]), float(value[1])))
+        for letter, cap in self.composition_caps.items():
+            if len(letter) != 1 or not 0.0 <= float(cap) <= 1.0:
+                raise ConfigError(f"composition cap {letter!r}: {cap!r} must be a letter: [0, 1]")
+        if self.entropy_window < 2:
+            raise ConfigError(f"entropy_window must be >= 2, got {self.entropy_window}")
+        for motif in self.forbidden_motifs:
+            try:
+                re.compile(motif)
+            except re.error as exc:
+                raise ConfigError(f"forbidden motif {motif!r} is not a regex: {exc}") from exc
+
+
+def load_rules(path: str | Path | None) -> FeasibilityRules:
+    """Return rules read from a YAML (.yaml/.yml) or TOML (.toml) file; defaults when None."""
+    if path is None:
+        return FeasibilityRules()
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"rules file {p} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".toml":
+            values: Any = tomllib.loads(text)
+        elif p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"rules file {p.name!r} must end in .yaml, .yml or .toml")
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise ConfigError(f"cannot parse rules file {p}: {exc}") from exc
+    except Exception as exc:  # yaml.YAMLError
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"cannot parse rules file {p}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"rules file {p} must hold a mapping of rule names to values")
+    values = values.get("rules", values)
+    return config_from_dict(FeasibilityRules, values)
+
+
+def rules_to_dict(rules: FeasibilityRules) -> dict[str, Any]:
+    """Return the rules as a plain dict (for reports and JSON)."""
+    return dataclasses.asdict(rules)
+
+
+def longest_run(seq: str) -> int:
+    """Return the length of the longest single-residue run in `seq`."""
+    best, run = 0, 0
+    prev = ""
+    for c in seq:
+        run = run + 1 if c == prev else 1
+        prev = c
+        best = max(best, run)
+    return best
+
+
+def min_window_entropy(seq: str, window: int = 12) -> float:
+    """Return the lowest Shannon entropy (bits) over windows of `window` residues."""
+    if len(seq) < window:
+        window = max(len(seq), 1)
+    counts = Counter(seq[:window])
+
+    def entropy(c: Counter) -> float:
+        return -sum(v / window * math.log2(v / window) for v in c.values() if v > 0)
+
+    best = entropy(counts)
+    for i in range(window, len(seq)):
+        counts[seq[i]] += 1
+        counts[seq[i - window]] -= 1
+        best = min(best, entropy(counts))
+    return best
+
+
+def sequence_metrics(seq: str, rules: FeasibilityRules | None = None) -> dict[str, Any]:
+    """Return the rule metrics of one ungapped sequence."""
+    from Bio.SeqUtils.ProtParam import ProteinAnalysis
+
+    rules = rules or FeasibilityRules()
+    n = len(seq)
+    if n == 0:
+        return {"length": 0}
+    pa = ProteinAnalysis(seq)
+    counts = Counter(seq)
+    top, top_n = counts.most_common(1)[0]
+    motif_hits = [m for m in rules.forbidden_motifs if re.search(m, seq)]
+    return {
+        "length": n,
+        "net_charge": round(float(pa.charge_at_pH(7.0)), 3),
+        "pI": round(float(pa.isoelectric_point()), 3),
+        "gravy": round(float(pa.gravy()), 4),
+        "top_residue": top,
+        "top_fraction": round(top_n / n, 4),
+        "longest_run": longest_run(seq),
+        "min_window_entropy": round(min_window_entropy(seq, rules.entropy_window), 4),
+        "cysteines": counts.get("C", 0),
+        "motif_hits": ";".join(motif_hits),
+        "_counts": counts,
+    }
+
+
+def _inside(value: float, rng: Range | None) -> bool:
+    return rng is None or (rng[0] <= value <= rng[1])
+
+
+def length_range(rules: FeasibilityRules, reference_lengths: Sequence[int] | None) -> Range | None:
+    """Return the length range in force: the rule's, or the training range +- margin."""
+    if rules.length is not None:
+        return rules.length
+    if reference_lengths is None or len(reference_lengths) == 0:
+        return None
+    lo, hi = min(reference_lengths), max(reference_lengths)
+    return (math.floor(lo * (1 - rules.length_margin)), math.ceil(hi * (1 + rules.length_margin)))
+
+
+def check(
+    sequences: Sequence[str],
+    rules: FeasibilityRules | None = None,
+    identity: Sequence[float] | np.ndarray | None = None,
+    reference_lengths: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Return one row per sequence: its metrics, `passed` and `failed` (rule names, ';'-joined).
+
+    sequences: ungapped designs; identity: (N,) identity to the nearest training sequence
+    (the novelty rule is skipped without it); reference_lengths: training lengths, for the
+    default length rule.
+    """
+    rules = rules or FeasibilityRules()
+    lengths = length_range(rules, reference_lengths)
+    rows = []
+    for i, seq in enumerate(sequences):
+        m = sequence_metrics(seq, rules)
+        failed = []
+        if m["length"] == 0:
+            failed = list(RULES)
+        else:
+            counts = m.pop("_counts")
+            if not _inside(m["length"], lengths):
+                failed.append("length")
+            if not _inside(m["net_charge"], rules.net_charge):
+                failed.append("net_charge")
+            if not _inside(m["pI"], rules.pI):
+                failed.append("pI")
+            if not _inside(m["gravy"], rules.gravy):
+                failed.append("gravy")
+            over_cap = any(
+                counts.get(a, 0) / m["length"] > cap for a, cap in rules.composition_caps.items()
+            )
+            too_much = (
+                rules.max_residue_fraction is not None
+                and m["top_fraction"] > rules.max_residue_fraction
+            )
+            if over_cap or too_much:
+                failed.append("composition")
+            if rules.max_homopolymer is not None and m["longest_run"] > rules.max_homopolymer:
+                failed.append("homopolymer")
+            if (
+                rules.min_window_entropy is not None
+                and m["min_window_entropy"] < rules.min_window_entropy
+            ):
+                failed.append("low_complexity")
+            if not _inside(m["cysteines"], rules.cysteines):
+                failed.append("cysteines")
+            if m["motif_hits"]:
+                failed.append("motifs")
+        if identity is not None:
+            m["identity"] = round(float(identity[i]), 4)
+            if not _inside(float(identity[i]), rules.novelty) and "novelty" not in failed:
+                failed.append("novelty")
+        m["passed"] = not failed
+        m["failed"] = ";".join(failed)
+        rows.append(m)
+    return rows
+
+
+def pass_rates(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Return the fraction of rows passing each rule, and 'all' for passing every rule."""
+    n = max(len(rows), 1)
+    out = {}
+    for rule in RULES:
+        out[rule] = 1.0 - sum(rule in r["failed"].split(";") for r in rows) / n
+    out["all"] = sum(bool(r["passed"]) for r in rows) / n
+    return out
