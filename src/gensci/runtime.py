@@ -57,6 +57,13 @@ def check_writable(path: str | Path, overwrite: bool = False) -> Path:
     return p
 
 
+def _usual_mode(path: str) -> None:
+    """Give a temporary file the mode a plain open() would (mkstemp makes it 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = False) -> Path:
     """Write `data` to `path` through a temporary file and an atomic rename."""
     p = check_writable(path, overwrite)
@@ -67,6 +74,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = False) -
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        _usual_mode(tmp)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -91,6 +99,7 @@ def atomic_save(path: str | Path, writer, overwrite: bool = False, suffix: str =
     os.close(fd)
     try:
         writer(Path(tmp))
+        _usual_mode(tmp)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -52,3 +52,14 @@ def test_checks_name_the_problem():
         check_finite(x, "rho")
     with pytest.raises(ShapeError, match=r"rho has shape \(2, 3\), expected \(\*, 4\)"):
         check_shape(x, (None, 4), "rho")
+
+
+def test_atomic_files_get_the_usual_mode(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "m.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

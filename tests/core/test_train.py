@@ -80,7 +80,8 @@ def test_ema_weights_are_the_exponential_average():
     Trainer(model, torch.zeros(4, 1), cfg).fit()
     ema = 0.0
     for k in range(1, steps + 1):
-        ema = decay * ema + (1 - decay) * (-k * lr)
+        d = min(decay, k / (9 + k))  # the Trainer's warm-up: the step count before this update is k-1
+        ema = d * ema + (1 - d) * (-k * lr)
     assert abs(model.w.item() - ema) < 1e-6, (model.w.item(), ema)
 
 

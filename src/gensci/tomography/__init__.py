@@ -1,0 +1,1 @@
+"""Limited-angle CT with generative priors."""

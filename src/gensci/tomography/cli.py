@@ -1,0 +1,312 @@
+"""The `gensci ct` commands: train-prior, simulate, reconstruct, study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gensci.runtime import DeviceOption, OverwriteOption, SeedOption
+
+app = typer.Typer(
+    help="Limited-angle CT with generative priors.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _ct() -> None:
+    """Limited-angle CT with generative priors."""
+
+
+def _mults(text: str) -> tuple[int, ...]:
+    from gensci.errors import ConfigError
+
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ConfigError(f"--channel-mults {text!r} is not a comma-separated list like 1,2,2,2")
+    return values
+
+
+@app.command("train-prior")
+def train_prior_cmd(
+    out: Annotated[Path, typer.Option("--out", help="folder for prior.safetensors and train/")],
+    data: Annotated[
+        str, typer.Option("--data", help="'mni152' or a NIfTI volume / .npy stack (S, H, W)")
+    ] = "mni152",
+    kind: Annotated[str, typer.Option("--kind", help="diffusion | vae")] = "diffusion",
+    resolution: Annotated[int, typer.Option("--resolution", help="slice side N")] = 64,
+    steps: Annotated[int, typer.Option("--steps", help="total training steps")] = 4000,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    lr: Annotated[float, typer.Option("--lr")] = 5e-4,
+    base_channels: Annotated[int, typer.Option("--base-channels", help="UNet width")] = 16,
+    channel_mults: Annotated[str, typer.Option("--channel-mults", help="UNet levels")] = "1,2,2,2",
+    latent_dim: Annotated[int, typer.Option("--latent-dim", help="VAE latent size")] = 32,
+    n_heldout: Annotated[int, typer.Option("--n-heldout", help="held-out axial slices")] = 12,
+    heldout_centre: Annotated[
+        int | None, typer.Option("--heldout-centre", help="centre z of the held-out block")
+    ] = None,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 250,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Train a diffusion (or VAE) prior on axial slices; resumes from OUT/train/last.pt."""
+    from gensci.tomography.data import load_split
+    from gensci.tomography.prior import PriorSpec, train_prior
+
+    spec = PriorSpec(
+        kind=kind, resolution=resolution, steps=steps, batch_size=batch_size, lr=lr,
+        base_channels=base_channels, channel_mults=_mults(channel_mults), latent_dim=latent_dim,
+        seed=seed, checkpoint_every=checkpoint_every,
+    )
+    split = load_split(data, resolution, heldout_centre, n_heldout)
+    typer.echo(
+        f"training a {kind} prior on {split.train.shape[0]} slices (x2 mirrored) of {data} at "
+        f"{resolution}x{resolution}; held out z = {split.heldout_z[0]}..{split.heldout_z[-1]}"
+    )
+    path = train_prior(spec, split, out, data, device=device, overwrite=overwrite)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("simulate")
+def simulate_cmd(
+    image: Annotated[Path, typer.Argument(help="image: .npy/.npz/.nii/.nii.gz/.dcm")],
+    out: Annotated[Path, typer.Option("--out", help="sinogram file to write (.npz)")],
+    angles: Annotated[
+        str, typer.Option("--angles", help="'start:stop:count' in degrees, or a list '0,45,90'")
+    ] = "0:90:60",
+    noise: Annotated[
+        float, typer.Option("--noise", help="noise std as a fraction of max|Ax|")
+    ] = 0.01,
+    resolution: Annotated[
+        int | None, typer.Option("--resolution", help="resize to N x N first (default: keep)")
+    ] = None,
+    slice_index: Annotated[
+        int | None, typer.Option("--slice", help="axial slice of a 3-D volume")
+    ] = None,
+    n_det: Annotated[int | None, typer.Option("--n-det", help="detector bins")] = None,
+    seed: SeedOption = 0,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Simulate a noisy parallel-beam sinogram of IMAGE (scaled to [0, 1]); writes OUT (.npz)."""
+    import numpy as np
+    import torch
+
+    from gensci.errors import ConfigError, FormatError, ShapeError
+    from gensci.inverse.radon import Radon, parse_angles
+    from gensci.runtime import check_writable
+    from gensci.tomography.data import square_resize
+    from gensci.tomography.io import Sinogram, normalise, read_image, write_sinogram
+    from gensci.tomography.study import simulate
+
+    if out.suffix.lower() != ".npz":
+        raise FormatError(f"--out {out} must end in .npz (the sinogram is stored with its angles)")
+    check_writable(out, overwrite)
+    theta = parse_angles(angles)
+    if noise < 0:
+        raise ConfigError(f"--noise {noise} must be >= 0")
+    img = normalise(read_image(image, slice_index))
+    if resolution is not None:
+        img = square_resize(img, resolution)
+    elif img.shape[0] != img.shape[1]:
+        raise ShapeError(f"image is {img.shape}; give --resolution N to pad and resize it to N x N")
+    op = Radon(img.shape[0], theta, n_det=n_det)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float64))[None, None]
+    y, std = simulate(op, x, noise, gen)
+    write_sinogram(
+        out, Sinogram(y[0, 0].numpy(), theta, noise_std=std, image_size=img.shape[0]), overwrite
+    )
+    typer.echo(f"wrote {out}: {op.n_det} bins x {len(theta)} views, noise std {std:.4g}")
+
+
+@app.command("reconstruct")
+def reconstruct_cmd(
+    sinogram: Annotated[Path, typer.Argument(help="sinogram .npz (from simulate) or .npy")],
+    out: Annotated[Path, typer.Option("--out", help="output folder")],
+    method: Annotated[
+        str, typer.Option("--method", help="fbp | tv | langevin | dps | latent")
+    ] = "fbp",
+    prior: Annotated[
+        Path | None,
+        typer.Option("--prior", help="prior.safetensors (diffusion, or VAE for latent)"),
+    ] = None,
+    angles: Annotated[
+        str | None, typer.Option("--angles", help="angle spec; required for a .npy sinogram")
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option("--size", help="image side N (default: stored)")
+    ] = None,
+    noise_std: Annotated[
+        float | None, typer.Option("--noise-std", help="measurement noise std (default: stored)")
+    ] = None,
+    samples: Annotated[int, typer.Option("--samples", help="posterior samples K")] = 8,
+    steps: Annotated[int | None, typer.Option("--steps", help="sampler / solver steps")] = None,
+    filter_name: Annotated[str, typer.Option("--filter", help="FBP filter")] = "ramlak",
+    tv_weight: Annotated[float, typer.Option("--tv-weight", help="TV lam / noise std")] = 2.0,
+    dps_zeta: Annotated[float, typer.Option("--dps-zeta", help="DPS step (x 1/||A||)")] = 6.0,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Reconstruct an image from a sinogram; writes mean.npy, std.npy (samplers), panel.png."""
+    import dataclasses
+
+    import torch
+
+    from gensci.errors import ConfigError, ShapeError
+    from gensci.inverse.radon import Radon, padded_size, parse_angles
+    from gensci.runtime import prepare_out_dir, resolve_device
+    from gensci.tomography.io import read_sinogram
+    from gensci.tomography.prior import load_diffusion_prior, load_vae_prior, shipped_prior
+    from gensci.tomography.study import METHODS, MethodSettings, reconstruct
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown --method {method!r}; choose one of {METHODS}")
+    dev = resolve_device(device)
+    sino = read_sinogram(sinogram, parse_angles(angles) if angles else None)
+    n = size or sino.image_size
+    n_det = sino.data.shape[0]
+    if n is None:
+        # the default detector count is P = padded_size(n); invert it
+        candidates = [k for k in range(2, n_det + 1) if padded_size(k) == n_det]
+        if not candidates:
+            raise ShapeError(f"cannot infer the image size from {n_det} bins; give --size N")
+        n = candidates[-1]
+    std = noise_std if noise_std is not None else sino.noise_std
+    if method != "fbp" and (std is None or std <= 0):
+        raise ConfigError(f"--method {method} needs the noise std; give --noise-std (got {std})")
+    settings = MethodSettings(
+        fbp_filter=filter_name, tv_weight=tv_weight, samples=samples, dps_zeta=dps_zeta
+    )
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps {steps} must be >= 1")
+        settings = dataclasses.replace(
+            settings, tv_iterations=steps, sampler_steps=steps, dps_steps=steps,
+            latent_steps=steps,
+        )
+    diffusion = vae = None
+    if method in ("langevin", "dps") and prior is None and shipped_prior(n) is not None:
+        prior = shipped_prior(n)
+        typer.echo(f"using the shipped prior {prior}")
+    if method in ("langevin", "dps", "latent"):
+        if prior is None:
+            raise ConfigError(f"--method {method} needs --prior PATH (see gensci ct train-prior)")
+        if method == "latent":
+            vae = load_vae_prior(prior, n, dev)
+        else:
+            diffusion = load_diffusion_prior(prior, n, dev)
+    out_dir = prepare_out_dir(out, overwrite)
+    op = Radon(n, sino.angles, n_det=n_det, device=dev)
+    y = torch.from_numpy(sino.data)[None, None].to(dev)
+    gen = torch.Generator().manual_seed(seed)
+    rec = reconstruct(
+        method, op, y, float(std or 0.0), settings, prior=diffusion, vae=vae, generator=gen,
+        progress=True,
+    )
+    _write_reconstruction(out_dir, rec, overwrite)
+    typer.echo(f"{method}: {rec.seconds:.2f} s; wrote {out_dir}")
+
+
+def _write_reconstruction(out_dir: Path, rec: object, overwrite: bool) -> None:
+    """Write mean.npy, std.npy / samples.npy (samplers) and panel.png of a Reconstruction."""
+    import io
+
+    import numpy as np
+
+    from gensci.runtime import atomic_write_bytes
+    from gensci.tomography.study import Reconstruction, draw_reconstruction
+
+    assert isinstance(rec, Reconstruction)
+
+    def npy(arr: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        return buf.getvalue()
+
+    atomic_write_bytes(out_dir / "mean.npy", npy(rec.mean[0, 0].cpu().numpy()), overwrite)
+    if rec.std is not None and rec.samples is not None:
+        atomic_write_bytes(out_dir / "std.npy", npy(rec.std[0, 0].cpu().numpy()), overwrite)
+        atomic_write_bytes(
+            out_dir / "samples.npy", npy(rec.samples[:, 0].cpu().numpy()), overwrite
+        )
+    draw_reconstruction(out_dir / "panel.png", rec)
+
+
+@app.command("study")
+def study_cmd(
+    out: Annotated[Path, typer.Option("--out", help="report folder")],
+    prior: Annotated[
+        Path | None, typer.Option("--prior", help="diffusion prior.safetensors (for langevin, dps)")
+    ] = None,
+    vae: Annotated[Path | None, typer.Option("--vae", help="VAE prior (for latent)")] = None,
+    resolution: Annotated[int, typer.Option("--resolution")] = 64,
+    n_slices: Annotated[int, typer.Option("--slices", help="held-out slices to evaluate")] = 10,
+    n_views: Annotated[int, typer.Option("--views")] = 60,
+    wedges: Annotated[
+        str, typer.Option("--wedges", help="angular ranges R: views in [0, R)")
+    ] = "90,120,180",
+    methods: Annotated[str, typer.Option("--methods")] = "fbp,tv,langevin,dps,latent",
+    samples: Annotated[int, typer.Option("--samples", help="posterior samples K")] = 8,
+    sampler_steps: Annotated[int, typer.Option("--sampler-steps")] = 100,
+    dps_steps: Annotated[int, typer.Option("--dps-steps")] = 100,
+    dps_zeta: Annotated[float, typer.Option("--dps-zeta")] = 6.0,
+    noise: Annotated[float, typer.Option("--noise")] = 0.01,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Run the whole comparison on held-out MNI152 slices; writes table.md, results.json, panels."""
+    import numpy as np
+
+    from gensci.errors import ConfigError, DataError
+    from gensci.runtime import prepare_out_dir, resolve_device
+    from gensci.tomography.data import mni152_split
+    from gensci.tomography.prior import load_diffusion_prior, load_vae_prior, shipped_prior
+    from gensci.tomography.study import MethodSettings, StudyConfig, results_table, run_study
+
+    try:
+        wedge_list = tuple(float(w) for w in wedges.split(",") if w.strip())
+    except ValueError:
+        raise ConfigError(f"--wedges {wedges!r} is not a list of degrees like 90,120,180") from None
+    method_list = tuple(m.strip() for m in methods.split(",") if m.strip())
+    cfg = StudyConfig(
+        resolution=resolution, n_slices=n_slices, n_views=n_views, wedges=wedge_list,
+        noise_level=noise, methods=method_list, seed=seed,
+        settings=MethodSettings(
+            samples=samples, sampler_steps=sampler_steps, dps_steps=dps_steps, dps_zeta=dps_zeta
+        ),
+    )
+    dev = resolve_device(device)
+    if any(m in ("langevin", "dps") for m in method_list) and prior is None:
+        prior = shipped_prior(resolution)
+    if any(m in ("langevin", "dps") for m in method_list) and prior is None:
+        raise ConfigError("methods langevin/dps need --prior (or drop them from --methods)")
+    if "latent" in method_list and vae is None:
+        raise ConfigError("method latent needs --vae (or drop it from --methods)")
+    diffusion = load_diffusion_prior(prior, resolution, dev) if prior else None
+    vae_model = load_vae_prior(vae, resolution, dev) if vae else None
+    split = mni152_split(resolution, n_heldout=max(12, n_slices))
+    for path in (p for p in (prior, vae) if p is not None):
+        from gensci import checkpoint
+
+        trained_on = set(checkpoint.load_metadata(path).get("train_z", []))
+        leak = sorted(trained_on & {int(z) for z in split.heldout_z})
+        if leak:
+            raise DataError(f"prior {path} was trained on held-out slices z = {leak}")
+    out_dir = prepare_out_dir(out, overwrite)
+    results = run_study(cfg, split.heldout, split.heldout_z, diffusion, vae_model, out_dir, dev)
+    typer.echo(results_table(results))
+    typer.echo(f"wrote {out_dir} (mean over {len(results['slices_z'])} slices, z = "
+               f"{np.min(results['slices_z'])}..{np.max(results['slices_z'])})")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,209 @@
+"""Train and load the anatomy priors: a score-based diffusion model and a VAE over axial slices.
+
+Both are core models (gensci.models) fitted by the core Trainer and saved with gensci.checkpoint;
+this module only chooses their configs, feeds them slices and records where the slices came from.
+The diffusion model works on u = 2x - 1 (x in [0, 1]); the VAE on x itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gensci import checkpoint
+from gensci.errors import CheckpointError, ConfigError, OutputExistsError
+from gensci.inverse.posterior import DiffusionPrior
+from gensci.models.diffusion import DiffusionConfig, DiffusionModel
+from gensci.models.vae import VAE, VAEConfig
+from gensci.runtime import atomic_write_text
+from gensci.tomography.data import SliceSplit
+from gensci.train import TrainConfig, Trainer
+
+PRIOR_KINDS = ("diffusion", "vae")
+DIFFUSION_SCALE, DIFFUSION_SHIFT = 2.0, -1.0
+
+
+@dataclass
+class PriorSpec:
+    """What to train: the kind, its size and the optimisation schedule."""
+
+    kind: str = "diffusion"
+    resolution: int = 64
+    steps: int = 4000
+    batch_size: int = 16
+    lr: float = 5e-4
+    ema_decay: float = 0.999
+    base_channels: int = 16
+    channel_mults: tuple[int, ...] = (1, 2, 2, 2)
+    latent_dim: int = 32
+    seed: int = 0
+    checkpoint_every: int = 250
+
+    def __post_init__(self) -> None:
+        if self.kind not in PRIOR_KINDS:
+            raise ConfigError(f"unknown prior kind {self.kind!r}; choose one of {PRIOR_KINDS}")
+        factor = 2 ** (len(self.channel_mults) - 1)
+        if self.kind == "diffusion" and self.resolution % factor:
+            raise ConfigError(
+                f"resolution {self.resolution} is not divisible by {factor}, which a UNet with "
+                f"channel_mults {self.channel_mults} needs"
+            )
+
+
+def build_model(spec: PriorSpec) -> torch.nn.Module:
+    """Return an untrained core model for spec: DiffusionModel (UNet) or VAE (MLP)."""
+    n = spec.resolution
+    if spec.kind == "diffusion":
+        return DiffusionModel(
+            DiffusionConfig(
+                data_shape=(1, n, n), net="unet", base_channels=spec.base_channels,
+                channel_mults=tuple(spec.channel_mults), num_res_blocks=1,
+            )
+        )
+    return VAE(
+        VAEConfig(
+            data_dim=n * n, latent_dim=spec.latent_dim, hidden=(512, 256),
+            gaussian_std=0.05, kl_warmup_steps=min(500, spec.steps // 4),
+        )
+    )
+
+
+def training_tensor(split: SliceSplit, kind: str) -> torch.Tensor:
+    """Return the training slices and their left-right mirror images, in the model's units.
+
+    diffusion: (2S, 1, N, N) in [-1, 1]; vae: (2S, N * N) in [0, 1].
+    """
+    x = np.concatenate([split.train, split.train[:, :, ::-1]], axis=0)
+    t = torch.from_numpy(np.ascontiguousarray(x)).float()
+    if kind == "diffusion":
+        return (DIFFUSION_SCALE * t + DIFFUSION_SHIFT)[:, None]
+    return t.reshape(t.shape[0], -1)
+
+
+def train_prior(
+    spec: PriorSpec,
+    split: SliceSplit,
+    out_dir: Path,
+    data_name: str,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Fit the prior on split.train and write out_dir/prior.safetensors; return its path.
+
+    Resumable: a folder holding train/last.pt from an earlier run of the same spec continues from
+    it (to a larger `steps`, or to finish an interrupted run) and then replaces prior.safetensors.
+    """
+    out_dir = Path(out_dir)
+    state = out_dir / "train" / "last.pt"
+    resuming = state.exists()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputExistsError(f"{out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not resuming and not overwrite:
+        raise OutputExistsError(
+            f"{out_dir} is not empty and holds no training state to resume; pass --overwrite "
+            "or choose another --out"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_same_spec(out_dir / "train" / "spec.json", spec, data_name, resuming)
+    torch.manual_seed(spec.seed)
+    model = build_model(spec)
+    data = training_tensor(split, spec.kind)
+    trainer = Trainer(
+        model,
+        data,
+        TrainConfig(
+            steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
+            ema_decay=spec.ema_decay if spec.kind == "diffusion" else 0.0, seed=spec.seed,
+            log_every=50, checkpoint_every=spec.checkpoint_every,
+            out_dir=str(out_dir / "train"), resume=True, device=device, progress=progress,
+        ),
+    )
+    history = trainer.fit()
+    losses = [row["loss"] for row in history if "loss" in row]
+    meta: dict[str, Any] = {
+        "kind": spec.kind,
+        "resolution": spec.resolution,
+        "scale": DIFFUSION_SCALE if spec.kind == "diffusion" else 1.0,
+        "shift": DIFFUSION_SHIFT if spec.kind == "diffusion" else 0.0,
+        "data": data_name,
+        "train_z": [int(z) for z in split.train_z],
+        "heldout_z": [int(z) for z in split.heldout_z],
+        "n_train_images": int(data.shape[0]),
+        "steps": trainer.step,
+        "batch_size": spec.batch_size,
+        "lr": spec.lr,
+        "seed": spec.seed,
+        "final_loss": losses[-1] if losses else None,
+        "first_loss": losses[0] if losses else None,
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+    }
+    model.to("cpu")
+    return checkpoint.save(model, out_dir / "prior.safetensors", overwrite=True, metadata=meta)
+
+
+def _check_same_spec(path: Path, spec: PriorSpec, data_name: str, resuming: bool) -> None:
+    """Record the spec of a new run; refuse to resume a run that was started with another one."""
+    current = {**asdict(spec), "data": data_name}
+    current["channel_mults"] = list(spec.channel_mults)
+    current.pop("steps")
+    current.pop("checkpoint_every")
+    if resuming and path.exists():
+        saved = json.loads(path.read_text())
+        changed = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+        if changed:
+            raise ConfigError(
+                f"{path.parent.parent} holds a run started with other settings "
+                f"(setting: (then, now)) {changed}; use another --out or the same settings"
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(current, indent=1), overwrite=True)
+
+
+SHIPPED_PRIOR = Path(__file__).parent / "data" / "prior-64.safetensors"
+
+
+def shipped_prior(resolution: int) -> Path | None:
+    """Return the diffusion prior shipped with gensci for this resolution (64 only), or None."""
+    return SHIPPED_PRIOR if resolution == 64 and SHIPPED_PRIOR.is_file() else None
+
+
+def load_diffusion_prior(path: Path, resolution: int, device: torch.device) -> DiffusionPrior:
+    """Return the diffusion prior at path; raise CheckpointError if it is not one for resolution."""
+    meta = checkpoint.load_metadata(path)
+    model = checkpoint.load(path, device=device)
+    if not isinstance(model, DiffusionModel):
+        raise CheckpointError(f"{path} holds a {type(model).__name__}, not a diffusion prior")
+    got = model.config.data_shape
+    if tuple(got) != (1, resolution, resolution):
+        raise CheckpointError(
+            f"prior {path} was trained at {got[-2]}x{got[-1]} but the image is "
+            f"{resolution}x{resolution}; train a prior at this resolution (gensci ct train-prior "
+            f"--resolution {resolution}) or reconstruct at {got[-1]}"
+        )
+    return DiffusionPrior(
+        model=model, scale=float(meta.get("scale", DIFFUSION_SCALE)),
+        shift=float(meta.get("shift", DIFFUSION_SHIFT)),
+    )
+
+
+def load_vae_prior(path: Path, resolution: int, device: torch.device) -> VAE:
+    """Return the VAE prior at path; raise CheckpointError if it is not one for resolution."""
+    model = checkpoint.load(path, device=device)
+    if not isinstance(model, VAE):
+        raise CheckpointError(f"{path} holds a {type(model).__name__}, not a VAE prior")
+    if model.config.data_dim != resolution * resolution:
+        side = int(round(model.config.data_dim**0.5))
+        raise CheckpointError(
+            f"VAE prior {path} was trained at {side}x{side} but the image is "
+            f"{resolution}x{resolution}"
+        )
+    return model
