@@ -3,8 +3,10 @@ import os
 import pytest
 import torch
 
-# Two cores: keep torch from oversubscribing them when pytest runs.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tests use tiny models, which gain nothing from threads; and when the two cores are shared, torch's
+# thread pool spins and slows tiny products by orders of magnitude. One thread, also for subprocesses.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -255,14 +255,21 @@ class Trainer:
             from gensci.errors import CheckpointError
 
             raise CheckpointError(f"cannot resume from {path}: {exc}") from exc
-        self.ema = state["ema"]
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
-        self._gen.set_state(state["generator"])
-        self._epoch_state, self._resume_pos = state["epoch_state"], state["epoch_pos"]
-        torch.set_rng_state(state["torch_rng"])
-        self.history = list(state["history"])
-        self._best_val, self._best_state, self._bad_vals = state["best"]
+        try:
+            self.ema = state["ema"]
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step = int(state["step"])
+            self._gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            self.history = list(state["history"])
+            self._best_val, self._best_state, self._bad_vals = state["best"]
+        except (KeyError, ValueError, RuntimeError) as exc:
+            from gensci.errors import CheckpointError
+
+            raise CheckpointError(f"{path} is not a complete training state ({exc!r})") from exc
+        if "epoch_state" in state:
+            self._epoch_state, self._resume_pos = state["epoch_state"], state["epoch_pos"]
+        # (a state from before the position in the epoch was kept starts a fresh epoch)
 
     def _log(self, row: dict[str, float]) -> None:
         self.history.append(row)

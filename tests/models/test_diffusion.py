@@ -17,10 +17,12 @@ def mixture(n: int, seed: int) -> torch.Tensor:
     return CENTERS[k] + 0.25 * torch.randn(n, 2, generator=g)
 
 
-@pytest.fixture(scope="module")
-def trained() -> DiffusionModel:
+@pytest.fixture(scope="module", params=["eps", "v", "x0"])
+def trained(request) -> DiffusionModel:
     torch.manual_seed(0)
-    model = DiffusionModel(DiffusionConfig(data_shape=(2,), hidden=(64, 64, 64), time_dim=32))
+    model = DiffusionModel(
+        DiffusionConfig(data_shape=(2,), hidden=(64, 64, 64), time_dim=32, prediction=request.param)
+    )
     cfg = TrainConfig(steps=1500, batch_size=256, lr=2e-3, ema_decay=0.99, progress=False, seed=0)
     Trainer(model, mixture(4000, 0), cfg).fit()
     return model
@@ -34,6 +36,23 @@ def test_mixture_mode_weights(trained, sampler, kwargs):
     assert (weights - WEIGHTS).abs().max() < 0.05, weights
     # samples sit on the modes, not between them
     assert torch.cdist(x, CENTERS).min(1).values.median() < 0.5
+
+
+@pytest.mark.parametrize("kind", ["x0", "v"])
+def test_prediction_kinds_convert_consistently(kind):
+    """Whatever the network predicts, denoise() and eps() agree with x_t = alpha x0 + std eps."""
+    torch.manual_seed(0)
+    model = DiffusionModel(DiffusionConfig(data_shape=(3,), hidden=(16,), prediction=kind))
+    x, t = torch.randn(7, 3), torch.rand(7) * 0.9 + 0.05
+    out = model.eps_net(x, t, None)
+    a, s = model.sde.alpha(t)[:, None], model.sde.std(t)[:, None]
+    x0 = out if kind == "x0" else a * x - s * out
+    assert torch.allclose(model.denoise(x, t), x0, atol=1e-5)
+    assert torch.allclose(a * model.denoise(x, t) + s * model.eps(x, t), x, atol=1e-5)
+    with pytest.raises(ConfigError, match="prediction"):
+        DiffusionConfig(prediction="score")
+    with pytest.raises(ConfigError, match="vp"):
+        DiffusionConfig(prediction="v", sde="ve")
 
 
 def test_score_and_denoise_shapes(trained):

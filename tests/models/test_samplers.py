@@ -28,6 +28,8 @@ CASES = [
     ("ode", samplers.probability_flow_ode, {"steps": 100}),
     ("pc", samplers.predictor_corrector, {"steps": 300}),
     ("langevin", samplers.annealed_langevin, {"n_levels": 100, "steps_per_level": 10}),
+    ("ddim", samplers.ddim, {"steps": 100}),
+    ("ddim-eta1", samplers.ddim, {"steps": 300, "eta": 1.0}),
 ]
 
 

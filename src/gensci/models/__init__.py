@@ -5,6 +5,7 @@ from gensci.models.diffusion import DiffusionConfig, DiffusionModel
 from gensci.models.gan import WGANGP, WGANGPConfig
 from gensci.models.samplers import (
     annealed_langevin,
+    ddim,
     euler_maruyama,
     predictor_corrector,
     probability_flow_ode,
@@ -25,6 +26,7 @@ __all__ = [
     "VAE",
     "VAEConfig",
     "annealed_langevin",
+    "ddim",
     "euler_maruyama",
     "predictor_corrector",
     "probability_flow_ode",

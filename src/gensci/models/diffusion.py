@@ -1,7 +1,11 @@
-"""Score-based diffusion model: a noise-prediction network, its score, and denoising score matching.
+"""Score-based diffusion model: a denoising network, its score, and denoising score matching.
 
-The network predicts the noise eps in x_t = alpha(t) x_0 + std(t) eps, so
-score(x_t, t) = -eps_theta(x_t, t) / std(t)  and  E[x_0 | x_t] = (x_t + std^2 score) / alpha.
+With x_t = alpha(t) x_0 + std(t) eps, the network predicts (config.prediction) the noise eps, the
+clean x_0, or v = alpha eps - std x_0 (VP only); all give the noise estimate eps_hat, and
+score(x_t, t) = -eps_hat / std(t),  E[x_0 | x_t] = (x_t - std eps_hat) / alpha.
+The loss is the squared error on the predicted quantity: eps-prediction weights all noise levels
+alike in eps, x0-prediction in x_0 (what a conditional solver with a sharp posterior needs at
+high noise), v-prediction in between.
 The schedule (gensci.models.sde) and the samplers (gensci.models.samplers) know nothing of the network.
 """
 
@@ -35,6 +39,7 @@ class DiffusionConfig:
     num_res_blocks: int = 1
     cond_channels: int = 0  # unet: image condition (B, cond_channels, H, W)
     cond_dim: int = 0  # mlp: vector condition (B, cond_dim); unet: vector condition too
+    prediction: str = "eps"  # what the network outputs: "eps", "x0" or "v" (VP only)
 
     def __post_init__(self) -> None:
         self.data_shape = tuple(int(s) for s in self.data_shape)
@@ -48,6 +53,10 @@ class DiffusionConfig:
             raise ConfigError("cond_channels is for net='unet'; use cond_dim with net='mlp'")
         if self.sde not in ("vp", "ve"):
             raise ConfigError(f"unknown sde {self.sde!r}; choose 'vp' or 've'")
+        if self.prediction not in ("eps", "x0", "v"):
+            raise ConfigError(f"unknown prediction {self.prediction!r}; choose 'eps', 'x0' or 'v'")
+        if self.prediction == "v" and self.sde != "vp":
+            raise ConfigError("prediction='v' needs sde='vp' (alpha^2 + std^2 = 1)")
 
 
 class _MLPEps(nn.Module):
@@ -121,8 +130,16 @@ class DiffusionModel(nn.Module):
     def eps(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Return eps_theta(x_t, t): the predicted noise, shape of x."""
-        return self.eps_net(x, t.reshape(-1).expand(x.shape[0]), cond)
+        """Return eps_hat(x_t, t): the predicted noise, shape of x, whatever the network predicts."""
+        t = t.reshape(-1).expand(x.shape[0])
+        out = self.eps_net(x, t, cond)
+        kind = self.config.prediction
+        if kind == "eps":
+            return out
+        a, s = _bcast(self.sde.alpha(t), x), _bcast(self.sde.std(t), x)
+        if kind == "x0":
+            return (x - a * out) / s
+        return s * x + a * out  # v: eps = std x_t + alpha v when alpha^2 + std^2 = 1
 
     def score(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
@@ -154,7 +171,15 @@ class DiffusionModel(nn.Module):
         noise = torch.randn_like(x0)
         mean, std = self.sde.marginal_prob(x0, t)
         xt = mean + _bcast(std, x0) * noise
-        err = self.eps(xt, t, cond) - noise
+        out = self.eps_net(xt, t, cond)
+        kind = self.config.prediction
+        if kind == "eps":
+            target = noise
+        elif kind == "x0":
+            target = x0
+        else:
+            target = _bcast(self.sde.alpha(t), x0) * noise - _bcast(std, x0) * x0
+        err = out - target
         return err.pow(2).reshape(x0.shape[0], -1).sum(-1).mean() / math.prod(
             self.config.data_shape
         )

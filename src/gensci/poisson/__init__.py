@@ -1,0 +1,1 @@
+"""Conditional diffusion surrogate for the Poisson equation."""

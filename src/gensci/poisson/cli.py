@@ -1,0 +1,266 @@
+"""The `gensci poisson` commands: generate, train, solve, study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from gensci.errors import ConfigError, FormatError, ShapeError, check_finite
+from gensci.runtime import (
+    DeviceOption,
+    OverwriteOption,
+    SeedOption,
+    atomic_save,
+    check_writable,
+    resolve_device,
+    seed_everything,
+)
+
+app = typer.Typer(
+    help="Conditional diffusion surrogate for the Poisson equation.", no_args_is_help=True
+)
+
+
+def _read_field(path: Path, key: str) -> np.ndarray:
+    """Return an (N, N) or (B, N, N) float64 array from .npy, or `key` of a .npz / .h5 file."""
+    if not path.is_file():
+        raise FormatError(f"{path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if key not in z.files:
+                    raise FormatError(f"{path} has no array {key!r}; it holds {z.files}")
+                arr = z[key]
+        elif suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                if key not in f:
+                    raise FormatError(f"{path} has no dataset {key!r}; it holds {list(f)}")
+                arr = f[key][()]
+        else:
+            raise FormatError(f"unknown file type {suffix!r} for {path}; use .npy, .npz or .h5")
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(f"cannot read {path}: {exc}") from exc
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim not in (2, 3):
+        raise ShapeError(f"{path}:{key} must be (N, N) or (B, N, N); got shape {arr.shape}")
+    if arr.shape[-1] != arr.shape[-2]:
+        raise ShapeError(
+            f"{path}:{key} is on a {arr.shape[-2]} x {arr.shape[-1]} grid; the solver needs a "
+            "square N x N grid"
+        )
+    check_finite(arr, f"{path}:{key}")
+    return arr
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="dataset file (.npz, .h5 or .hdf5)")],
+    n_examples: Annotated[int, typer.Option("--n-examples", help="number of pairs")] = 1000,
+    n: Annotated[int, typer.Option("--n", help="grid nodes per side (N x N)")] = 64,
+    families: Annotated[
+        str, typer.Option(help="comma-separated: grf, blobs, shapes, grf_short, points")
+    ] = "grf,blobs,shapes",
+    nonzero_boundary_fraction: Annotated[
+        float, typer.Option(help="share of examples with non-zero Dirichlet values")
+    ] = 0.5,
+    seed: SeedOption = 0,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Write seeded (rho, phi, boundary) pairs solved exactly, with their generating parameters."""
+    from gensci.poisson.data import make_dataset, write_dataset
+
+    check_writable(out, overwrite)
+    fams = [f.strip() for f in families.split(",") if f.strip()]
+    ds = make_dataset(n_examples, n, fams, seed=seed,
+                      nonzero_boundary_fraction=nonzero_boundary_fraction, progress=True)
+    write_dataset(ds, out, overwrite=overwrite)
+    typer.echo(f"wrote {len(ds)} pairs on a {n} x {n} grid to {out}")
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="dataset written by `generate`")],
+    out: Annotated[Path, typer.Option("--out", help="run folder (resumes from its last.pt)")],
+    kind: Annotated[str, typer.Option(help="diffusion | regression")] = "diffusion",
+    steps: Annotated[int, typer.Option(help="total optimiser steps")] = 5000,
+    batch_size: Annotated[int, typer.Option(help="examples per step")] = 16,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 2e-3,
+    base_channels: Annotated[int, typer.Option(help="UNet width")] = 16,
+    channel_mults: Annotated[str, typer.Option(help="UNet levels, e.g. 1,2,4,4")] = "1,2,4,4",
+    boundary_channel: Annotated[
+        bool, typer.Option(help="also give the harmonic lift to the network")
+    ] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 100,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Train a surrogate with the core Trainer; run it again with a larger --steps to continue."""
+    from gensci.poisson.data import read_dataset
+    from gensci.poisson.study import MODEL_FILE, train_surrogate
+    from gensci.train import TrainConfig
+
+    if kind not in ("diffusion", "regression"):
+        raise ConfigError(f"unknown --kind {kind!r}; choose diffusion or regression")
+    if out.exists() and any(out.iterdir()) and not (out / "last.pt").exists() and not overwrite:
+        raise ConfigError(f"{out} is not empty and holds no run to resume; pass --overwrite")
+    if (out / MODEL_FILE).exists() and not overwrite:
+        # a finished run continues when more steps are asked for
+        overwrite = True
+    seed_everything(seed)
+    ds = read_dataset(data)
+    try:
+        mults = tuple(int(m) for m in channel_mults.split(","))
+    except ValueError as exc:
+        raise ConfigError(
+            f"--channel-mults must be integers like 1,2,4; got {channel_mults!r}"
+        ) from exc
+    tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=0.995, seed=seed,
+                     checkpoint_every=checkpoint_every, device=device)
+    train_surrogate(ds, out, kind=kind, train_config=tc, overwrite=overwrite,
+                    base_channels=base_channels, channel_mults=mults,
+                    boundary_channel=boundary_channel)
+    typer.echo(f"trained {kind} surrogate: {out / MODEL_FILE}")
+
+
+@app.command()
+def solve(
+    rho: Annotated[Path, typer.Option("--rho", help=".npy (N,N)/(B,N,N), or .npz/.h5 key 'rho'")],
+    out: Annotated[Path, typer.Option("--out", help="output .npy or .npz file with phi")],
+    method: Annotated[str, typer.Option(help="exact | diffusion | regression")] = "exact",
+    model: Annotated[
+        Path | None, typer.Option(help="trained surrogate (model.safetensors or run folder)")
+    ] = None,
+    boundary: Annotated[
+        Path | None,
+        typer.Option(help="Dirichlet values: array shaped like rho, ring entries used"),
+    ] = None,
+    guided: Annotated[
+        float, typer.Option("--guided", help="physics-guidance weight (diffusion; 0 = off)")
+    ] = 0.0,
+    warm_start: Annotated[
+        bool, typer.Option("--warm-start", help="refine the surrogate answer by CG to 1e-8")
+    ] = False,
+    soft: Annotated[bool, typer.Option(help="skip the hard boundary constraint")] = False,
+    steps: Annotated[int, typer.Option(help="sampler steps (diffusion)")] = 16,
+    sampler: Annotated[str, typer.Option(help="ddim | ode | em | pc (diffusion)")] = "ddim",
+    eta: Annotated[float, typer.Option(help="DDIM noise: 0 deterministic, 1 stochastic")] = 0.0,
+    samples: Annotated[int, typer.Option(help="samples per rho (diffusion); spread saved")] = 1,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Solve L phi = rho (5-point Laplacian, Dirichlet) exactly or with a trained surrogate."""
+    from gensci.poisson.metrics import max_boundary_violation, relative_discrete_residual
+    from gensci.poisson.solver import poisson_cg, solve_poisson
+    from gensci.poisson.study import load_surrogate
+    from gensci.poisson.surrogate import predict
+
+    check_writable(out, overwrite)
+    if out.suffix.lower() not in (".npy", ".npz"):
+        raise FormatError(f"--out must end in .npy or .npz; got {out}")
+    if method not in ("exact", "diffusion", "regression"):
+        raise ConfigError(f"unknown --method {method!r}; choose exact, diffusion or regression")
+    r = _read_field(rho, "rho")
+    g = None
+    if boundary is not None:
+        g = _read_field(boundary, "boundary")
+        if g.shape != r.shape and g.shape != r.shape[-2:]:
+            raise ShapeError(f"boundary {boundary} has shape {g.shape} but rho has {r.shape}")
+    single = r.ndim == 2
+    rb = r[None] if single else r
+    gb = None if g is None else np.broadcast_to(g, rb.shape)
+    spread = None
+    if method == "exact":
+        if guided or warm_start:
+            raise ConfigError("--guided and --warm-start apply to surrogate methods only")
+        phi = solve_poisson(rb, gb)
+    else:
+        if model is None:
+            raise ConfigError(f"--method {method} needs --model (a trained surrogate)")
+        m = load_surrogate(model, device=str(resolve_device(device)))
+        if m.config.kind != method:
+            raise ConfigError(f"{model} holds a {m.config.kind} surrogate, not {method}")
+        draws = predict(m, rb, gb, sampler=sampler, steps=steps, n_samples=samples, eta=eta,
+                        hard=not soft, guidance=guided, seed=seed, progress=True)
+        phi = draws.mean(0)
+        if samples > 1:
+            spread = draws.std(0, ddof=1)
+        if warm_start:
+            its = []
+            for i in range(rb.shape[0]):
+                res = poisson_cg(rb[i], None if gb is None else gb[i], phi0=phi[i], tol=1e-8)
+                phi[i] = res.x
+                its.append(res.iterations)
+            typer.echo(f"CG warm start: {np.mean(its):.1f} iterations to 1e-8 (mean)")
+    res = relative_discrete_residual(phi, rb)
+    bv = max_boundary_violation(phi, np.zeros_like(phi) if gb is None else gb)
+    typer.echo(f"relative residual: median {np.median(res):.3g}; max boundary violation "
+               f"{bv.max():.3g}")
+    result = phi[0] if single else phi
+    arrays = {"phi": result, "rel_residual": res, "boundary_violation": bv}
+    if spread is not None:
+        arrays["spread"] = spread[0] if single else spread
+
+    def writer(p: Path) -> None:
+        with open(p, "wb") as fh:
+            if out.suffix.lower() == ".npy":
+                np.save(fh, result)
+            else:
+                np.savez_compressed(fh, **arrays)
+
+    atomic_save(out, writer, overwrite=overwrite)
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def study(
+    data: Annotated[Path, typer.Option("--data", help="held-out dataset written by `generate`")],
+    out: Annotated[Path, typer.Option("--out", help="report folder")],
+    model: Annotated[
+        list[Path], typer.Option(help="trained surrogate(s); repeat the option for several")
+    ],
+    steps: Annotated[int, typer.Option(help="sampler steps (diffusion)")] = 16,
+    guided: Annotated[float, typer.Option("--guided", help="guidance weight (0 = off)")] = 0.0,
+    warm_start: Annotated[bool, typer.Option("--warm-start", help="count CG iterations")] = False,
+    limit: Annotated[int, typer.Option(help="use at most this many examples")] = 200,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Write a report folder: table (JSON + Markdown) and figure of rho, phi, errors, residuals."""
+    from gensci.poisson.data import read_dataset
+    from gensci.poisson.study import load_surrogate, run_study
+    from gensci.runtime import prepare_out_dir
+
+    prepare_out_dir(out, overwrite)
+    ds = read_dataset(data)
+    ds = ds.subset(slice(0, limit))
+    dev = str(resolve_device(device))
+    models = {}
+    for path in model:
+        m = load_surrogate(path, device=dev)
+        if m.config.n != ds.n:
+            raise ShapeError(
+                f"{path} was trained at {m.config.n} x {m.config.n} but {data} is {ds.n} x {ds.n}"
+            )
+        name = f"{m.config.kind}"
+        while name in models:
+            name += "'"
+        models[name] = m
+    table = run_study(ds, models, out, steps=steps, guidance=guided, seed=seed,
+                      warm_start=warm_start)
+    from gensci.poisson.study import markdown_table
+
+    typer.echo(markdown_table(table))
+    typer.echo(f"report in {out}")

@@ -1,0 +1,354 @@
+"""Seeded source-term families, boundary values, and (rho, phi) datasets on disk (.npz / HDF5).
+
+Families (every generator takes a seed; each field is an (N, N) array on the node grid of
+gensci.poisson.solver):
+- "grf": Gaussian random fields with squared-exponential covariance of a given length scale,
+  unit pointwise standard deviation.
+- "blobs": sums of 1-6 Gaussian blobs of random sign, width and position.
+- "shapes": sums of 1-4 uniformly charged disks and axis-aligned rectangles.
+Out-of-distribution families used by the benchmark:
+- "grf_short": GRFs with a length scale outside the training range.
+- "points": a few very narrow Gaussian charges (near point sources).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from gensci.errors import ConfigError, DataError, FormatError, ShapeError, check_finite
+from gensci.poisson.solver import check_grid, solve_poisson
+from gensci.runtime import atomic_save
+
+FAMILIES = ("grf", "blobs", "shapes", "grf_short", "points")
+IN_DISTRIBUTION = ("grf", "blobs", "shapes")
+OUT_OF_DISTRIBUTION = ("grf_short", "points")
+
+
+def node_grid(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return X, Y: (N, N) node coordinates with X[i, j] = x_i, Y[i, j] = y_j."""
+    x = np.linspace(0.0, 1.0, n)
+    return np.meshgrid(x, x, indexing="ij")
+
+
+def gaussian_random_field(
+    n_fields: int, n: int, length_scale: float | Sequence[float], seed: int
+) -> np.ndarray:
+    """Return (n_fields, N, N) GRFs with covariance exp(-r^2 / (2 l^2)) and unit std.
+
+    Drawn spectrally on a 2N x 2N periodic grid and cropped, so the periodic wrap does not show.
+    `length_scale` is one value or one per field.
+    """
+    if n_fields < 1 or n < 3:
+        raise ConfigError(f"need n_fields >= 1 and N >= 3; got n_fields={n_fields}, N={n}")
+    ls = np.broadcast_to(np.asarray(length_scale, dtype=np.float64), (n_fields,))
+    if np.any(ls <= 0):
+        raise ConfigError(f"length scale must be positive; got {ls.min()!r}")
+    rng = np.random.default_rng(seed)
+    m = 2 * n
+    h = 1.0 / (n - 1)
+    k = 2 * np.pi * np.fft.fftfreq(m, d=h)
+    k2 = k[:, None] ** 2 + k[None, :] ** 2
+    out = np.empty((n_fields, n, n))
+    for b in range(n_fields):
+        filt = np.exp(-0.25 * ls[b] ** 2 * k2)  # sqrt of the Gaussian spectral density
+        filt *= m / np.sqrt((filt**2).sum())  # unit pointwise variance
+        w = rng.standard_normal((m, m))
+        out[b] = np.fft.ifft2(np.fft.fft2(w) * filt).real[:n, :n]
+    return out
+
+
+def gaussian_blobs(
+    n_fields: int,
+    n: int,
+    seed: int,
+    n_blobs: tuple[int, int] = (1, 6),
+    width: tuple[float, float] = (0.04, 0.15),
+    amplitude: tuple[float, float] = (0.5, 2.0),
+) -> np.ndarray:
+    """Return (n_fields, N, N) sums of Gaussian blobs exp(-|x - c|^2 / (2 w^2)) of random sign."""
+    rng = np.random.default_rng(seed)
+    xx, yy = node_grid(n)
+    out = np.zeros((n_fields, n, n))
+    for b in range(n_fields):
+        for _ in range(rng.integers(n_blobs[0], n_blobs[1] + 1)):
+            cx, cy = rng.uniform(0.15, 0.85, size=2)
+            w = rng.uniform(*width)
+            amp = rng.uniform(*amplitude) * rng.choice([-1.0, 1.0])
+            out[b] += amp * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * w**2))
+    return out
+
+
+def charged_shapes(
+    n_fields: int,
+    n: int,
+    seed: int,
+    n_shapes: tuple[int, int] = (1, 4),
+    size: tuple[float, float] = (0.05, 0.2),
+    density: tuple[float, float] = (0.5, 2.0),
+) -> np.ndarray:
+    """Return (n_fields, N, N) sums of uniformly charged disks and rectangles."""
+    rng = np.random.default_rng(seed)
+    xx, yy = node_grid(n)
+    out = np.zeros((n_fields, n, n))
+    for b in range(n_fields):
+        for _ in range(rng.integers(n_shapes[0], n_shapes[1] + 1)):
+            cx, cy = rng.uniform(0.2, 0.8, size=2)
+            q = rng.uniform(*density) * rng.choice([-1.0, 1.0])
+            if rng.random() < 0.5:
+                r = rng.uniform(*size)
+                inside = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
+            else:
+                hx, hy = rng.uniform(*size, size=2)
+                inside = (np.abs(xx - cx) <= hx) & (np.abs(yy - cy) <= hy)
+            out[b] += q * inside
+    return out
+
+
+def random_boundary(n_fields: int, n: int, seed: int, scale: float = 1.0) -> np.ndarray:
+    """Return (n_fields, N, N) smooth Dirichlet values on the ring (inner entries 0).
+
+    The ring carries the trace of a random low-order trigonometric field, so the four edges agree
+    at the corners; values are of order `scale`.
+    """
+    rng = np.random.default_rng(seed)
+    xx, yy = node_grid(n)
+    out = np.zeros((n_fields, n, n))
+    for b in range(n_fields):
+        f = rng.normal() * scale * np.ones((n, n))
+        for kx in range(3):
+            for ky in range(3):
+                c = rng.normal(size=2) * scale / (1 + kx + ky)
+                f += c[0] * np.cos(np.pi * (kx * xx + ky * yy)) + c[1] * np.sin(
+                    np.pi * (kx * xx - ky * yy)
+                )
+        out[b] = f
+        out[b, 1:-1, 1:-1] = 0.0
+    return out
+
+
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "grf": {"length_scale": (0.08, 0.2)},
+    "blobs": {},
+    "shapes": {},
+    "grf_short": {"length_scale": (0.03, 0.04)},
+    "points": {},
+}
+
+
+def sample_rho(family: str, n_fields: int, n: int, seed: int, **params: Any) -> np.ndarray:
+    """Return (n_fields, N, N) source terms of one named family, drawn with `seed`."""
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown rho family {family!r}; choose from {FAMILIES}")
+    p = {**DEFAULT_PARAMS[family], **params}
+    if family in ("grf", "grf_short"):
+        lo, hi = p["length_scale"] if np.ndim(p["length_scale"]) else (p["length_scale"],) * 2
+        ls = np.random.default_rng(seed + 7919).uniform(lo, hi, size=n_fields)
+        return gaussian_random_field(n_fields, n, ls, seed)
+    if family == "blobs":
+        return gaussian_blobs(n_fields, n, seed, **p)
+    if family == "shapes":
+        return charged_shapes(n_fields, n, seed, **p)
+    # "points": narrow blobs, scaled so that the field's std is comparable to the others
+    return gaussian_blobs(
+        n_fields, n, seed, n_blobs=(1, 3), width=(0.01, 0.02), amplitude=(2.0, 6.0)
+    )
+
+
+@dataclass
+class PoissonDataset:
+    """Pairs (rho, phi) on N x N grids with boundary values, family labels and how they were made.
+
+    rho, phi, boundary: (B, N, N) float64; family: (B,) str; params: generating settings (JSON).
+    """
+
+    rho: np.ndarray
+    phi: np.ndarray
+    boundary: np.ndarray
+    family: np.ndarray
+    params: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        n = check_grid(self.rho, "rho")
+        check_grid(self.phi, "phi", n)
+        check_grid(self.boundary, "boundary", n)
+        if not (self.rho.shape == self.phi.shape == self.boundary.shape) or self.rho.ndim != 3:
+            raise ShapeError(
+                f"rho {self.rho.shape}, phi {self.phi.shape}, boundary {self.boundary.shape} "
+                "must all be (B, N, N)"
+            )
+        if self.family.shape != (self.rho.shape[0],):
+            raise ShapeError(
+                f"family has shape {self.family.shape}, expected ({self.rho.shape[0]},)"
+            )
+
+    @property
+    def n(self) -> int:
+        """Return N, the nodes per side."""
+        return int(self.rho.shape[-1])
+
+    def __len__(self) -> int:
+        return int(self.rho.shape[0])
+
+    def subset(self, index: np.ndarray | slice) -> PoissonDataset:
+        """Return the examples at `index` (same params)."""
+        return PoissonDataset(
+            self.rho[index], self.phi[index], self.boundary[index], self.family[index], self.params
+        )
+
+    def select_family(self, name: str) -> PoissonDataset:
+        """Return the examples of one family."""
+        idx = np.flatnonzero(self.family == name)
+        if idx.size == 0:
+            raise DataError(f"no examples of family {name!r}; present: {sorted(set(self.family))}")
+        return self.subset(idx)
+
+
+def make_dataset(
+    n_examples: int,
+    n: int,
+    families: Sequence[str] = IN_DISTRIBUTION,
+    seed: int = 0,
+    nonzero_boundary_fraction: float = 0.5,
+    boundary_scale: float = 0.05,
+    family_params: dict[str, dict[str, Any]] | None = None,
+    progress: bool = False,
+) -> PoissonDataset:
+    """Return a dataset of n_examples pairs, families in equal shares, solved exactly.
+
+    A fraction `nonzero_boundary_fraction` of the examples get random smooth Dirichlet values of
+    order `boundary_scale` (phi from unit-std rho is of order 0.05 on the unit square).
+    """
+    if n_examples < 1:
+        raise ConfigError(f"n_examples must be >= 1; got {n_examples}")
+    if not families:
+        raise ConfigError("families is empty")
+    if not 0.0 <= nonzero_boundary_fraction <= 1.0:
+        raise ConfigError(
+            f"nonzero_boundary_fraction must be in [0, 1]; got {nonzero_boundary_fraction}"
+        )
+    family_params = family_params or {}
+    k = len(families)
+    counts = [n_examples // k + (i < n_examples % k) for i in range(k)]
+    rhos, labels = [], []
+    for i, (fam, count) in enumerate(zip(families, counts, strict=True)):
+        if count == 0:
+            continue
+        rhos.append(sample_rho(fam, count, n, seed * 1000 + i, **family_params.get(fam, {})))
+        labels += [fam] * count
+    rho = np.concatenate(rhos)
+    rng = np.random.default_rng(seed + 104729)
+    perm = rng.permutation(n_examples)
+    rho = rho[perm]
+    family = np.array(labels)[perm]
+    boundary = random_boundary(n_examples, n, seed + 1, scale=boundary_scale)
+    zero = rng.random(n_examples) >= nonzero_boundary_fraction
+    boundary[zero] = 0.0
+    phi = np.empty_like(rho)
+    chunk = 256
+    for s in tqdm(range(0, n_examples, chunk), desc="exact solves", disable=not progress):
+        phi[s : s + chunk] = solve_poisson(rho[s : s + chunk], boundary[s : s + chunk])
+    params = {
+        "n_examples": n_examples,
+        "n": n,
+        "families": list(families),
+        "seed": seed,
+        "nonzero_boundary_fraction": nonzero_boundary_fraction,
+        "boundary_scale": boundary_scale,
+        "family_params": {f: {**DEFAULT_PARAMS[f], **family_params.get(f, {})} for f in families},
+        "operator": "5-point Laplacian, unit square, Dirichlet, h = 1/(N-1)",
+    }
+    return PoissonDataset(rho, phi, boundary, family, params)
+
+
+def write_dataset(ds: PoissonDataset, path: str | Path, overwrite: bool = False) -> Path:
+    """Write `ds` to .npz or .h5/.hdf5 (chosen by suffix) atomically; return the path."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    params_json = json.dumps(ds.params, default=_jsonable)
+    if suffix == ".npz":
+
+        def writer(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(
+                    fh,
+                    rho=ds.rho,
+                    phi=ds.phi,
+                    boundary=ds.boundary,
+                    family=ds.family.astype("U16"),
+                    params=np.array(params_json),
+                )
+
+        return atomic_save(path, writer, overwrite=overwrite, suffix=".npz")
+    if suffix in (".h5", ".hdf5"):
+        import h5py
+
+        def writer_h5(tmp: Path) -> None:
+            with h5py.File(tmp, "w") as f:
+                for key in ("rho", "phi", "boundary"):
+                    f.create_dataset(key, data=getattr(ds, key), compression="gzip")
+                f.create_dataset("family", data=ds.family.astype("S16"))
+                f.attrs["params"] = params_json
+                f.attrs["format"] = "gensci.poisson/1"
+
+        return atomic_save(path, writer_h5, overwrite=overwrite, suffix=suffix)
+    raise FormatError(f"unknown dataset suffix {suffix!r} in {path}; use .npz, .h5 or .hdf5")
+
+
+def read_dataset(path: str | Path) -> PoissonDataset:
+    """Return the dataset stored at `path` (.npz or .h5/.hdf5), checked for shape and NaNs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"dataset file {path} does not exist")
+    suffix = path.suffix.lower()
+    needed = ("rho", "phi", "boundary", "family", "params")
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in needed if k not in z.files]
+                if missing:
+                    raise FormatError(f"{path} lacks arrays {missing}; found {z.files}")
+                arrays = {k: z[k] for k in needed}
+            params = json.loads(str(arrays["params"]))
+            family = arrays["family"].astype(str)
+        elif suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                missing = [k for k in needed[:4] if k not in f]
+                if missing or "params" not in f.attrs:
+                    raise FormatError(f"{path} lacks {missing or ['params attribute']}")
+                arrays = {k: f[k][()] for k in needed[:4]}
+                params = json.loads(f.attrs["params"])
+            family = np.char.decode(arrays["family"].astype("S16"), "utf-8").astype(str)
+        else:
+            raise FormatError(f"unknown dataset suffix {suffix!r} in {path}; use .npz or .h5")
+    except (OSError, ValueError, KeyError) as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(f"cannot read dataset {path}: {exc}") from exc
+    for key in ("rho", "phi", "boundary"):
+        check_finite(arrays[key], f"{path.name}:{key}")
+    return PoissonDataset(
+        arrays["rho"].astype(np.float64),
+        arrays["phi"].astype(np.float64),
+        arrays["boundary"].astype(np.float64),
+        family,
+        params,
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")

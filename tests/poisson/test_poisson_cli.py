@@ -1,0 +1,79 @@
+"""The `gensci poisson` commands end to end on a tiny grid, and their errors on bad input."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gensci.errors import ConfigError, DataError, FormatError, ShapeError
+from gensci.poisson.cli import app
+from gensci.poisson.solver import relative_residual, solve_poisson
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "d.h5"
+    r = invoke("generate", "--out", data, "--n-examples", 24, "--n", 16, "--seed", 1)
+    assert r.exit_code == 0, r.output
+    model = root / "reg"
+    args = ("train", "--data", data, "--out", model, "--kind", "regression", "--steps", 6,
+            "--batch-size", 8, "--base-channels", 8, "--channel-mults", "1,2",
+            "--checkpoint-every", 3, "--device", "cpu")
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    return root, data, model, args
+
+
+def test_generate_train_resume_solve_study(run):
+    root, data, model, args = run
+    assert (model / "model.safetensors").exists()
+    # resumable: asking for more steps continues the same run
+    more = list(args)
+    more[more.index("--steps") + 1] = 9
+    r = invoke(*more)
+    assert r.exit_code == 0, r.output
+    assert (model / "metrics.csv").read_text().count("\n") >= 2
+
+    rho = np.random.default_rng(0).normal(size=(2, 16, 16))
+    np.save(root / "rho.npy", rho)
+    r = invoke("solve", "--rho", root / "rho.npy", "--out", root / "phi.npy")
+    assert r.exit_code == 0, r.output
+    assert np.allclose(np.load(root / "phi.npy"), solve_poisson(rho))
+    r = invoke("solve", "--rho", root / "rho.npy", "--out", root / "w.npz", "--method",
+               "regression", "--model", model, "--warm-start", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    with np.load(root / "w.npz") as z:
+        assert relative_residual(z["phi"], rho).max() < 1e-7
+    r = invoke("study", "--data", data, "--out", root / "report", "--model", model,
+               "--warm-start", "--limit", 6, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert (root / "report" / "examples.png").stat().st_size > 1000
+    assert "regression/hard" in (root / "report" / "table.md").read_text()
+
+
+def test_bad_input_gets_gensci_errors(run):
+    root, data, model, _ = run
+    np.save(root / "rect.npy", np.zeros((16, 12)))
+    np.save(root / "nan.npy", np.full((16, 16), np.nan))
+    np.save(root / "big.npy", np.ones((32, 32)))
+    np.save(root / "g.npy", np.zeros((17, 17)))
+    r = invoke("solve", "--rho", root / "rect.npy", "--out", root / "o1.npy")
+    assert isinstance(r.exception, ShapeError) and "square" in str(r.exception)
+    r = invoke("solve", "--rho", root / "nan.npy", "--out", root / "o2.npy")
+    assert isinstance(r.exception, DataError)
+    r = invoke("solve", "--rho", root / "big.npy", "--boundary", root / "g.npy", "--out",
+               root / "o3.npy")
+    assert isinstance(r.exception, ShapeError) and "boundary" in str(r.exception)
+    r = invoke("solve", "--rho", root / "big.npy", "--out", root / "o4.npy", "--method",
+               "regression", "--model", model, "--device", "cpu")
+    assert isinstance(r.exception, ShapeError) and "trained at 16 x 16" in str(r.exception)
+    r = invoke("solve", "--rho", root / "big.npy", "--out", root / "o5.npy", "--method", "fem")
+    assert isinstance(r.exception, ConfigError)
+    r = invoke("solve", "--rho", root / "missing.npy", "--out", root / "o6.npy")
+    assert isinstance(r.exception, FormatError)
