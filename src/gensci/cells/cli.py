@@ -1,0 +1,230 @@
+"""The `gensci cells` commands: simulate, train, predict, study.
+
+Inputs are read into memory and never written back; outputs are written atomically and never
+replace existing files without --overwrite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gensci.errors import ConfigError, DataError, FormatError, OutputExistsError
+from gensci.runtime import DeviceOption, OverwriteOption, SeedOption
+
+app = typer.Typer(
+    help="Single-cell perturbation prediction by latent arithmetic.", no_args_is_help=True
+)
+
+MODEL_FILE = "model.safetensors"
+
+ConditionKey = Annotated[str | None, typer.Option(
+    "--condition-key", help="obs column of the condition (default: detect condition/label)")]
+Control = Annotated[
+    str | None, typer.Option("--control", help="control value (e.g. control, ctrl)")
+]
+Perturbed = Annotated[str | None, typer.Option(
+    "--perturbed", help="perturbed value (e.g. stimulated, stim)")]
+CellTypeKey = Annotated[str | None, typer.Option(
+    "--cell-type-key", help="obs column of the cell type (default: detect cell_type, ...)")]
+Layer = Annotated[str | None, typer.Option("--layer", help="layer to use instead of X")]
+
+
+def _read(path: Path):  # type: ignore[no-untyped-def]
+    """Return the AnnData at `path`, read fully into memory (the file is not touched again)."""
+    import anndata as ad
+
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    try:
+        return ad.read_h5ad(path)
+    except Exception as exc:  # h5py/anndata raise many kinds
+        raise FormatError(f"{path} is not a readable .h5ad file: {exc}") from exc
+
+
+def _register(adata, condition_key, control, perturbed, cell_type_key, layer):  # type: ignore[no-untyped-def]
+    """Register the keys, filling the ones not given from the known conventions."""
+    from gensci.cells.data import detect_keys
+    from gensci.cells.registry import setup_anndata
+
+    if None in (condition_key, control, perturbed, cell_type_key):
+        conv, ct = (None, None)
+        try:
+            conv, ct = detect_keys(adata)
+        except DataError:
+            if condition_key is None or control is None or perturbed is None:
+                raise
+        if conv is not None and condition_key in (None, conv.condition_key):
+            condition_key = condition_key or conv.condition_key
+            control = control or conv.control
+            perturbed = perturbed or conv.perturbed
+        cell_type_key = cell_type_key or ct
+    if None in (condition_key, control, perturbed, cell_type_key):
+        raise ConfigError(
+            "give --condition-key, --control, --perturbed and --cell-type-key "
+            "(they could not all be detected)"
+        )
+    return setup_anndata(adata, condition_key, control, perturbed, cell_type_key, layer)
+
+
+def _not_input(out: Path, *inputs: Path) -> None:
+    for p in inputs:
+        if out.resolve() == p.resolve():
+            raise OutputExistsError(f"output {out} is the input file; inputs are never replaced")
+
+
+@app.command("simulate")
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="output .h5ad")],
+    convention: Annotated[str, typer.Option(help="condition (control/stimulated) | label "
+                                                 "(ctrl/stim)")] = "condition",
+    sparse: Annotated[bool, typer.Option(help="store X as a sparse matrix")] = False,
+    seed: SeedOption = 0,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Write the semi-synthetic benchmark (real PBMC controls, simulated response) to .h5ad."""
+    from gensci.cells.data import make_perturbation_benchmark
+    from gensci.runtime import atomic_save
+
+    adata = make_perturbation_benchmark(seed=seed, convention=convention, sparse=sparse)
+    atomic_save(out, lambda tmp: adata.write_h5ad(tmp), overwrite=overwrite, suffix=".h5ad")
+    typer.echo(f"wrote {out} ({adata.n_obs} cells x {adata.n_vars} genes)")
+
+
+@app.command("train")
+def train(
+    data: Annotated[Path, typer.Argument(help="input .h5ad (log-normalised expression)")],
+    out: Annotated[Path, typer.Option("--out", help="output model folder")],
+    condition_key: ConditionKey = None,
+    control: Control = None,
+    perturbed: Perturbed = None,
+    cell_type_key: CellTypeKey = None,
+    layer: Layer = None,
+    hold_out: Annotated[list[str] | None, typer.Option(
+        "--hold-out", help="cell type whose perturbed cells are left out (repeatable)")] = None,
+    conditional: Annotated[bool, typer.Option(
+        help="conditional VAE (the condition is a decoder input)")] = False,
+    latent_dim: Annotated[int, typer.Option(help="latent dimension")] = 100,
+    hidden: Annotated[str, typer.Option(help="hidden widths, comma-separated")] = "800,800",
+    kl_weight: Annotated[float, typer.Option(help="KL weight (scGen: 5e-5)")] = 5e-5,
+    max_epochs: Annotated[int, typer.Option(help="maximum epochs")] = 200,
+    batch_size: Annotated[int, typer.Option(help="batch size")] = 32,
+    lr: Annotated[float, typer.Option(help="learning rate")] = 1e-3,
+    patience: Annotated[int, typer.Option(help="early stopping patience in epochs")] = 25,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Train a perturbation model on an .h5ad; write OUT/model.safetensors and OUT/training/."""
+    from gensci.cells.model import PerturbationModel, leave_out
+    from gensci.runtime import prepare_out_dir
+
+    _not_input(out, data)
+    adata = _read(data)
+    _register(adata, condition_key, control, perturbed, cell_type_key, layer)
+    for t in hold_out or []:
+        adata = leave_out(adata, t)
+    try:
+        widths = tuple(int(h) for h in hidden.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--hidden must be comma-separated integers, got {hidden!r}") from exc
+    model = PerturbationModel(adata, latent_dim=latent_dim, hidden=widths, kl_weight=kl_weight,
+                              conditional=conditional)
+    folder = prepare_out_dir(out, overwrite)
+    model.train(max_epochs=max_epochs, batch_size=batch_size, lr=lr, patience=patience,
+                seed=seed, device=device, out_dir=folder / "training")
+    extra = {"held_out": list(hold_out or []), "source": str(data)}
+    model.save(folder / MODEL_FILE, overwrite=overwrite, extra=extra)
+    typer.echo(f"wrote {folder / MODEL_FILE} ({model.train_settings['steps_run']} steps)")
+
+
+def _model_path(model: Path) -> Path:
+    return model / MODEL_FILE if model.is_dir() else model
+
+
+@app.command("predict")
+def predict(
+    model: Annotated[Path, typer.Argument(help="model folder (or .safetensors file)")],
+    data: Annotated[Path, typer.Argument(help="the .h5ad the model was trained on")],
+    cell_type: Annotated[str, typer.Option("--cell-type", help="cell type to predict")],
+    out: Annotated[Path, typer.Option("--out", help="output .h5ad of predicted cells")],
+    balance: Annotated[str, typer.Option(help="upsample | downsample | none")] = "upsample",
+    restrict_to: Annotated[list[str] | None, typer.Option(
+        "--restrict-to", help="estimate the delta from these cell types only (repeatable)")] = None,
+    output: Annotated[str, typer.Option(help="decoded (scGen) | residual")] = "decoded",
+    n_bootstrap: Annotated[int, typer.Option(help="bootstrap draws of the delta")] = 200,
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Predict the perturbed cells of --cell-type from its control cells; write an .h5ad."""
+    from gensci.cells.model import PerturbationModel, leave_out
+    from gensci.runtime import atomic_save, check_writable, resolve_device
+
+    _not_input(out, data, _model_path(model))
+    check_writable(out, overwrite)
+    adata = _read(data)
+    from gensci import checkpoint
+
+    meta = checkpoint.load_metadata(_model_path(model))
+    reg = meta.get("registry", {})
+    if reg:
+        _register(adata, reg.get("condition_key"), reg.get("control"), reg.get("perturbed"),
+                  reg.get("cell_type_key"), reg.get("layer") or None)
+    train_adata = adata
+    for t in meta.get("extra", {}).get("held_out", []):
+        train_adata = leave_out(train_adata, t)
+    m = PerturbationModel.load(_model_path(model), train_adata, device=str(resolve_device(device)))
+    pred = m.predict(cell_type, adata=adata, balance=balance, restrict_to=restrict_to,
+                     n_bootstrap=n_bootstrap, seed=seed, output=output)
+    atomic_save(out, lambda tmp: pred.write_h5ad(tmp), overwrite=overwrite, suffix=".h5ad")
+    d = pred.uns["gensci_cells_prediction"]["latent_delta"]
+    typer.echo(f"wrote {out} ({pred.n_obs} predicted cells; |delta z| = {d['norm']:.3f} "
+               f"[{d['norm_ci'][0]:.3f}, {d['norm_ci'][1]:.3f}])")
+
+
+@app.command("study")
+def study(
+    data: Annotated[Path | None, typer.Argument(
+        help=".h5ad to study (default: the semi-synthetic PBMC benchmark)")] = None,
+    out: Annotated[Path, typer.Option("--out", help="report folder")] = Path("cells-study"),
+    condition_key: ConditionKey = None,
+    control: Control = None,
+    perturbed: Perturbed = None,
+    cell_type_key: CellTypeKey = None,
+    layer: Layer = None,
+    scale: Annotated[str, typer.Option(help="tiny | small | full (scGen sizes)")] = "full",
+    cell_type: Annotated[list[str] | None, typer.Option(
+        "--cell-type", help="held-out type (repeatable; default: all with >= --min-cells)")] = None,
+    min_cells: Annotated[int, typer.Option(help="smallest cell type to hold out")] = 50,
+    method: Annotated[list[str] | None, typer.Option(
+        "--method", help="vae | cvae | vae_decoded | ... (repeatable)")] = None,
+    embedding: Annotated[str, typer.Option(help="pca | umap")] = "pca",
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Leave-one-cell-type-out study: train, predict, score against baselines, write a report."""
+    from gensci.cells.study import StudyConfig, run_study
+
+    if data is not None:
+        _not_input(out, data)
+        adata = _read(data)
+        _register(adata, condition_key, control, perturbed, cell_type_key, layer)
+    else:
+        from gensci.cells.data import make_perturbation_benchmark
+        from gensci.cells.registry import setup_anndata
+
+        adata = make_perturbation_benchmark(seed=seed)
+        setup_anndata(adata, "condition", "control", "stimulated", "cell_type")
+    cfg = StudyConfig(
+        scale=scale, methods=tuple(method or ("vae",)), min_cells=min_cells,
+        cell_types=tuple(cell_type) if cell_type else None, embedding=embedding, seed=seed,
+        device=device,
+    )
+    result = run_study(adata, out, cfg, overwrite=overwrite)
+    for line in result["verdict"]["lines"]:
+        typer.echo(line)
+    typer.echo(f"wrote {out}/report.md and {out}/metrics.json")

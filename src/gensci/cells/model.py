@@ -1,0 +1,376 @@
+"""Perturbation prediction by latent arithmetic on the core VAE (scGen) or by label swap (CVAE).
+
+    setup_anndata(adata, condition_key="condition", control="control", perturbed="stimulated",
+                  cell_type_key="cell_type")
+    model = PerturbationModel(adata)                  # core gensci.models.vae.VAE, Gaussian
+    model.train(seed=0)                               # core gensci.train.Trainer
+    model.get_latent()                                # -> adata.obsm["X_gensci_latent"]
+    pred = model.predict(cell_type="CD14+ Monocyte")  # AnnData of predicted perturbed cells
+
+Unconditional model (default, scGen): encode the type's control cells, add the balanced latent
+delta z = mean z(perturbed) - mean z(control) of the training cells (see ``gensci.cells.delta``),
+decode. Conditional model (``conditional=True``): the condition (0 = control, 1 = perturbed) is a
+decoder input (n_labels=2; the encoder sees it too unless ``cond_in_encoder=False``); encode the
+control cells as controls and decode them as perturbed. Either way the latent delta and its
+bootstrap interval are stored in the prediction's ``.uns``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gensci.cells.delta import BALANCE_MODES, balanced_delta
+from gensci.cells.registry import (
+    CellsRegistry,
+    cell_mask,
+    check_data_state,
+    dense_rows,
+    expression_matrix,
+    get_registry,
+    setup_anndata,
+)
+from gensci.errors import CheckpointError, ConfigError, DataError
+from gensci.models.vae import VAE, VAEConfig
+from gensci.runtime import resolve_device
+
+LATENT_KEY = "X_gensci_latent"
+PREDICT_KEY = "gensci_cells_prediction"
+FORMAT = "gensci.cells/1"
+OUTPUTS = ("decoded", "residual")
+
+
+def leave_out(adata, cell_type: str):  # type: ignore[no-untyped-def]
+    """Return a copy of `adata` without the perturbed cells of `cell_type` (the training set of a
+    leave-one-cell-type-out split)."""
+    reg = get_registry(adata)
+    held = cell_mask(adata, reg, "perturbed", cell_type)
+    return adata[~held].copy()
+
+
+class PerturbationModel:
+    """A (conditional) VAE over the registered AnnData's expression, with latent arithmetic."""
+
+    setup_anndata = staticmethod(setup_anndata)
+
+    def __init__(
+        self,
+        adata,  # type: ignore[no-untyped-def]
+        latent_dim: int = 100,
+        hidden: Sequence[int] = (800, 800),
+        kl_weight: float = 5e-5,
+        conditional: bool = False,
+        cond_in_encoder: bool = True,
+        dropout: float = 0.2,
+        activation: str = "leaky_relu",
+        gaussian_std: float | None = 1.0,
+    ) -> None:
+        """Build the model for a registered AnnData (scGen's defaults: 2 x 800, latent 100,
+        KL weight 5e-5, squared error, i.e. a Gaussian likelihood of unit std)."""
+        self.adata = adata
+        self.registry: CellsRegistry = get_registry(adata)
+        state = check_data_state(adata, self.registry.layer)
+        if state.state == "counts":
+            raise DataError(state.message)
+        self.data_state = state.state
+        self.gene_names = [str(g) for g in adata.var_names]
+        self.conditional = bool(conditional)
+        config = VAEConfig(
+            data_dim=adata.n_vars,
+            latent_dim=latent_dim,
+            hidden=tuple(hidden),
+            likelihood="gaussian",
+            n_labels=2 if conditional else 0,
+            cond_in_encoder=cond_in_encoder,
+            kl_weight=kl_weight,
+            gaussian_std=gaussian_std,
+            dropout=dropout,
+            activation=activation,
+        )
+        self.module = VAE(config)
+        self.history: list[dict] = []
+        self.train_settings: dict[str, Any] = {}
+        self.is_trained = False
+
+    # -- data -----------------------------------------------------------------------------------
+    def _tensors(self, adata, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+        """Return (x (n, G) float32, c (n,) long: 0 control / 1 perturbed) of the masked cells."""
+        reg = get_registry(adata)
+        x = dense_rows(expression_matrix(adata, reg.layer), np.flatnonzero(mask))
+        cond = adata.obs[reg.condition_key].astype(str).to_numpy()[mask]
+        c = (cond == reg.perturbed).astype(np.int64)
+        return torch.from_numpy(x), torch.from_numpy(c)
+
+    def _check_genes(self, adata) -> None:  # type: ignore[no-untyped-def]
+        genes = [str(g) for g in adata.var_names]
+        if genes != self.gene_names:
+            missing = [g for g in self.gene_names if g not in set(genes)]
+            raise DataError(
+                f"the AnnData's genes differ from the model's ({len(genes)} vs "
+                f"{len(self.gene_names)}; {len(missing)} of the model's missing, e.g. "
+                f"{missing[:5]}); subset and order them as adata[:, model.gene_names]"
+            )
+
+    # -- training -------------------------------------------------------------------------------
+    def train(
+        self,
+        max_epochs: int = 100,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        early_stopping: bool = True,
+        patience: int = 25,
+        device: str = "auto",
+        progress: bool = True,
+        out_dir: str | Path | None = None,
+    ) -> list[dict]:
+        """Return the training history after fitting with the core Trainer.
+
+        Cells of both conditions (every cell type) are used; `val_fraction` of them, drawn with
+        `seed`, are kept for validation and early stopping (`patience` epochs without a better
+        validation loss). Deterministic for a fixed seed on a fixed device.
+        """
+        from gensci.train import TrainConfig, Trainer
+
+        if max_epochs < 1 or batch_size < 1 or not 0 <= val_fraction < 1:
+            raise ConfigError(
+                f"need max_epochs >= 1, batch_size >= 1, 0 <= val_fraction < 1; got "
+                f"{max_epochs}, {batch_size}, {val_fraction}"
+            )
+        reg = self.registry
+        mask = cell_mask(self.adata, reg, "control") | cell_mask(self.adata, reg, "perturbed")
+        x, c = self._tensors(self.adata, mask)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(x))
+        n_val = int(round(val_fraction * len(x))) if len(x) >= 20 else 0
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        if len(train_idx) == 0:
+            raise DataError("no cells left to train on")
+        data: tuple[torch.Tensor, ...] = (x[train_idx],)
+        if self.conditional:
+            data = data + (c[train_idx],)
+        val = None
+        if n_val:
+            val = (x[val_idx],) + ((c[val_idx],) if self.conditional else ())
+        steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
+        steps = max_epochs * steps_per_epoch
+        use_val = val is not None and early_stopping
+        cfg = TrainConfig(
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            log_every=steps_per_epoch,
+            val_every=steps_per_epoch if val is not None else 0,
+            device=device,
+            progress=progress,
+            out_dir=str(out_dir) if out_dir is not None else None,
+            resume=False,
+            patience=patience if use_val else 0,  # counted in validations, one per epoch
+        )
+        torch.manual_seed(seed)  # the weights' initial draw is part of what the seed fixes
+        self.module = VAE(self.module.config)
+        trainer = Trainer(self.module, data, cfg, val_data=val)
+        self.history = trainer.fit()
+        self.module.eval()
+        self.is_trained = True
+        self.train_settings = {
+            "max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "val_fraction": val_fraction, "early_stopping": early_stopping, "patience": patience,
+            "steps_run": int(self.history[-1]["step"]) if self.history else 0,
+            "n_train_cells": int(len(train_idx)), "n_val_cells": int(n_val),
+        }
+        return self.history
+
+    # -- inference ------------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    @torch.no_grad()
+    def _encode(self, x: torch.Tensor, c: torch.Tensor | None, batch: int = 4096) -> torch.Tensor:
+        """Return posterior means mu(x, c), (n, latent)."""
+        self.module.eval()
+        dev = self._device()
+        out = []
+        for i in range(0, len(x), batch):
+            cc = c[i : i + batch].to(dev) if (self.conditional and c is not None) else None
+            out.append(self.module.encode(x[i : i + batch].to(dev), cc)[0].cpu())
+        return torch.cat(out) if out else torch.zeros(0, self.module.config.latent_dim)
+
+    @torch.no_grad()
+    def _decode(self, z: torch.Tensor, c: torch.Tensor | None, batch: int = 4096) -> torch.Tensor:
+        """Return decoded means (n, G)."""
+        self.module.eval()
+        dev = self._device()
+        out = []
+        for i in range(0, len(z), batch):
+            cc = c[i : i + batch].to(dev) if c is not None else None
+            out.append(self.module.decode(z[i : i + batch].to(dev), cc).cpu())
+        return torch.cat(out) if out else torch.zeros(0, len(self.gene_names))
+
+    def _require_trained(self) -> None:
+        if not self.is_trained:
+            raise ConfigError("the model is not trained yet; call model.train() first")
+
+    def get_latent(self, adata=None, key: str = LATENT_KEY) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """Return the posterior means (n_cells, latent_dim), also stored in adata.obsm[key].
+
+        Cells outside the control and perturbed conditions are encoded as controls.
+        """
+        self._require_trained()
+        adata = self.adata if adata is None else adata
+        self._check_genes(adata)
+        x, c = self._tensors(adata, np.ones(adata.n_obs, dtype=bool))
+        z = self._encode(x, c).numpy()
+        adata.obsm[key] = z
+        return z
+
+    def latent_delta(
+        self,
+        balance: str = "upsample",
+        restrict_to: Sequence[str] | None = None,
+        n_bootstrap: int = 200,
+        seed: int = 0,
+    ):  # type: ignore[no-untyped-def]
+        """Return the DeltaResult of the training cells' latent means (perturbed - control)."""
+        self._require_trained()
+        reg = self.registry
+        mask = cell_mask(self.adata, reg, "control") | cell_mask(self.adata, reg, "perturbed")
+        x, c = self._tensors(self.adata, mask)
+        z = self._encode(x, c).numpy()
+        types = self.adata.obs[reg.cell_type_key].astype(str).to_numpy()[mask]
+        return balanced_delta(
+            z, types, c.numpy().astype(bool), balance=balance, restrict_to=restrict_to,
+            seed=seed, n_bootstrap=n_bootstrap,
+        )
+
+    def predict(
+        self,
+        cell_type: str,
+        adata=None,  # type: ignore[no-untyped-def]
+        balance: str = "upsample",
+        restrict_to: Sequence[str] | None = None,
+        n_bootstrap: int = 200,
+        seed: int = 0,
+        output: str = "decoded",
+    ):  # type: ignore[no-untyped-def]
+        """Return an AnnData of predicted perturbed cells, one per control cell of `cell_type`.
+
+        output="decoded" (scGen): the decoder's output at the shifted latent point.
+        output="residual": the control cell plus the decoder's change,
+        x + decode(z + delta) - decode(z) (CVAE: decode(z, perturbed) - decode(z, control)), which
+        cancels the reconstruction error of each cell and keeps its own detail.
+
+        The control cells come from `adata` (default: the training AnnData); the delta from the
+        training cells (balanced per `balance`, over `restrict_to` types if given). obs is copied
+        from the control cells with obs[condition_key] = "predicted" (the source cell's name in
+        obs["source_cell"]); uns["gensci_cells_prediction"] holds the delta and its interval.
+        """
+        import anndata as ad
+
+        self._require_trained()
+        if balance not in BALANCE_MODES:
+            raise ConfigError(f"unknown balance {balance!r}; choose one of {BALANCE_MODES}")
+        if output not in OUTPUTS:
+            raise ConfigError(f"unknown output {output!r}; choose one of {OUTPUTS}")
+        adata = self.adata if adata is None else adata
+        self._check_genes(adata)
+        reg = get_registry(adata)
+        ctrl = cell_mask(adata, reg, "control", cell_type)
+        if not ctrl.any():
+            raise DataError(
+                f"cell type {cell_type!r} has no control cells "
+                f"({reg.condition_key} == {reg.control!r}) to predict from"
+            )
+        delta = self.latent_delta(balance, restrict_to, n_bootstrap, seed)
+        x, c = self._tensors(adata, ctrl)
+        z = self._encode(x, c)
+        if self.conditional:
+            pred = self._decode(z, torch.ones(len(z), dtype=torch.long))
+            base = self._decode(z, torch.zeros(len(z), dtype=torch.long))
+        else:
+            pred = self._decode(z + torch.as_tensor(delta.delta, dtype=z.dtype), None)
+            base = self._decode(z, None)
+        if output == "residual":
+            pred = x + pred - base
+        obs = adata.obs[ctrl].copy()
+        obs["source_cell"] = obs.index.astype(str)
+        obs.index = [f"{n}-predicted" for n in obs.index.astype(str)]
+        obs[reg.condition_key] = "predicted"
+        out = ad.AnnData(X=pred.numpy().astype(np.float32), obs=obs, var=adata.var.copy())
+        out.uns[PREDICT_KEY] = {
+            "cell_type": cell_type,
+            "method": "cvae_label_swap" if self.conditional else "latent_arithmetic",
+            "output": output,
+            "latent_delta": delta.to_uns(),
+            "seed": int(seed),
+            "registry": {k: ("" if v is None else v) for k, v in reg.to_dict().items()},
+        }
+        return out
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(
+        self, path: str | Path, overwrite: bool = False, extra: dict[str, Any] | None = None
+    ) -> Path:
+        """Write the model (weights, config, gene names, registered keys) to `path`; return it.
+
+        `extra`: JSON-ready notes kept beside them (e.g. the held-out cell types), read back
+        as ``model.metadata["extra"]``.
+        """
+        from gensci import checkpoint
+
+        self._require_trained()
+        meta = {
+            "format": FORMAT,
+            "gene_names": self.gene_names,
+            "registry": self.registry.to_dict(),
+            "conditional": self.conditional,
+            "data_state": self.data_state,
+            "train_settings": self.train_settings,
+            "extra": extra or {},
+        }
+        return checkpoint.save(self.module, path, overwrite=overwrite, metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path, adata, device: str = "cpu") -> PerturbationModel:  # type: ignore[no-untyped-def]
+        """Return the model saved at `path`, bound to `adata` (its training cells, for the delta).
+
+        If `adata` is not registered, the keys stored with the model are registered on it.
+        """
+        from gensci import checkpoint
+
+        meta = checkpoint.load_metadata(path)
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(
+                f"{path} is not a gensci.cells model (format {meta.get('format')!r})"
+            )
+        module = checkpoint.load(path, device=resolve_device(device))
+        if not isinstance(module, VAE):
+            raise CheckpointError(f"{path} holds a {type(module).__name__}, not a VAE")
+        reg = meta["registry"]
+        if "_gensci_cells" not in adata.uns:
+            setup_anndata(
+                adata, reg["condition_key"], reg["control"], reg["perturbed"],
+                reg["cell_type_key"], reg["layer"] or None, verbose=False,
+            )
+        self = cls.__new__(cls)
+        self.adata = adata
+        self.registry = get_registry(adata)
+        self.gene_names = list(meta["gene_names"])
+        self._check_genes(adata)
+        self.conditional = bool(meta["conditional"])
+        self.data_state = meta.get("data_state", "")
+        self.module = module
+        self.history = []
+        self.train_settings = dict(meta.get("train_settings", {}))
+        self.is_trained = True
+        self.metadata = meta
+        return self

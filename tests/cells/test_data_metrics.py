@@ -1,0 +1,153 @@
+"""Data builder, key registration, metrics and baselines of the cells study."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from gensci.cells import baselines
+from gensci.cells.data import detect_keys, make_perturbation_benchmark
+from gensci.cells.delta import balanced_delta
+from gensci.cells.metrics import evaluate_prediction, r2_pearson, r2_score, summarise, top_degs
+from gensci.cells.registry import cell_mask, check_data_state, get_registry, setup_anndata
+from gensci.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return make_perturbation_benchmark(seed=0)
+
+
+def test_builder_is_seeded_and_split(bench):
+    again = make_perturbation_benchmark(seed=0)
+    other = make_perturbation_benchmark(seed=1)
+    assert np.array_equal(bench.X, again.X)
+    assert not np.array_equal(bench.X, other.X)
+    assert bench.shape == (700, 765)
+    counts = bench.obs.groupby(["cell_type", "condition"], observed=True).size().unstack()
+    assert (abs(counts["control"] - counts["stimulated"]) <= 1).all()
+    # Controls are the real cells; the counterfactual of a stimulated cell is its real state.
+    import scanpy as sc
+
+    raw = sc.datasets.pbmc68k_reduced().raw.X.toarray()
+    ctrl = (bench.obs["condition"] == "control").to_numpy()
+    assert np.allclose(bench.X[ctrl], raw[ctrl])
+    assert np.allclose(bench.layers["counterfactual"][~ctrl], raw[~ctrl])
+    assert bench.X.min() >= 0
+
+
+def test_response_is_type_specific_and_not_a_single_shift(bench):
+    truth = bench.uns["perturbation_truth"]
+    L = truth["loadings"]
+    assert L.shape == (len(truth["cell_types"]), bench.n_vars)
+    assert len({tuple(np.flatnonzero(row)) for row in L}) == len(L)  # each type its own genes
+    # The true per-cell response (counterfactual - control) is not the same vector for all types.
+    ctrl = (bench.obs["condition"] == "control").to_numpy()
+    resp = bench.layers["counterfactual"][ctrl] - bench.X[ctrl]
+    types = bench.obs["cell_type"].to_numpy()[ctrl]
+    means = np.stack([resp[types == t].mean(0) for t in ["Dendritic", "CD19+ B"]])
+    assert np.abs(means[0] - means[1]).max() > 0.5
+
+
+def test_label_convention_and_detect_keys():
+    a = make_perturbation_benchmark(seed=0, convention="label", sparse=True)
+    assert sp.issparse(a.X)
+    assert set(a.obs["label"].unique()) == {"ctrl", "stim"}
+    conv, ct = detect_keys(a)
+    assert (conv.condition_key, conv.control, conv.perturbed, ct) == (
+        "label", "ctrl", "stim", "cell_type"
+    )
+    with pytest.raises(ConfigError):
+        make_perturbation_benchmark(convention="treatment")
+
+
+def test_setup_reports_state_and_rejects_bad_keys(bench):
+    a = bench.copy()
+    state = setup_anndata(a, "condition", "control", "stimulated", "cell_type", verbose=False)
+    assert state.state == "log-normalised"
+    assert get_registry(a).perturbed == "stimulated"
+    with pytest.raises(DataError, match="treatment"):
+        setup_anndata(a, "treatment", "control", "stimulated", "cell_type")
+    with pytest.raises(DataError, match="'ifn'"):
+        setup_anndata(a, "condition", "control", "ifn", "cell_type")
+    with pytest.raises(DataError, match="celltype"):
+        setup_anndata(a, "condition", "control", "stimulated", "celltype")
+    with pytest.raises(DataError, match="layer"):
+        setup_anndata(a, "condition", "control", "stimulated", "cell_type", layer="counts")
+    with pytest.raises(DataError, match="cell type 'Neuron'"):
+        cell_mask(a, get_registry(a), "control", "Neuron")
+    b = a.copy()
+    b.X[3, 4] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        setup_anndata(b, "condition", "control", "stimulated", "cell_type")
+    with pytest.raises(DataError, match="not registered"):
+        get_registry(bench.copy())
+
+
+def test_data_state_counts_and_scaled(bench):
+    a = bench.copy()
+    a.layers["counts"] = np.round(np.expm1(a.X) * 10).astype(np.float32)
+    assert check_data_state(a, "counts").state == "counts"
+    a.layers["scaled"] = (a.X - a.X.mean(0)) / (a.X.std(0) + 1e-6)
+    assert check_data_state(a, "scaled").state == "scaled"
+
+
+def test_metric_identities():
+    rng = np.random.default_rng(0)
+    real = rng.random(50)
+    assert r2_score(real, real) == pytest.approx(1.0)
+    assert r2_pearson(2 * real + 3, real) == pytest.approx(1.0)  # Pearson forgives scale/offset
+    assert r2_score(2 * real + 3, real) < 0  # the true R^2 does not
+    assert r2_score(np.full(50, real.mean()), real) == pytest.approx(0.0)
+
+
+def test_balanced_delta_modes():
+    # Type A: 100 control at 0, 100 perturbed at 2; type B: 10 control at 0, 10 perturbed at 10.
+    x = np.concatenate([np.zeros(100), np.full(100, 2.0), np.zeros(10), np.full(10, 10.0)])[:, None]
+    types = np.array(["A"] * 200 + ["B"] * 20)
+    pert = np.array([False] * 100 + [True] * 100 + [False] * 10 + [True] * 10)
+    assert balanced_delta(x, types, pert, "none").delta[0] == pytest.approx(300 / 110)
+    for mode in ("upsample", "downsample"):
+        d = balanced_delta(x, types, pert, mode, seed=3)
+        assert d.delta[0] == pytest.approx(6.0)  # equal weight per type
+        assert d.delta[0] == balanced_delta(x, types, pert, mode, seed=3).delta[0]
+    only_a = balanced_delta(x, types, pert, restrict_to=["A"], n_bootstrap=20)
+    assert only_a.delta[0] == pytest.approx(2.0) and only_a.cell_types == ["A"]
+    assert only_a.ci_low[0] <= 2.0 <= only_a.ci_high[0]
+    with pytest.raises(DataError):
+        balanced_delta(x, types, pert, restrict_to=["C"])
+    with pytest.raises(ConfigError):
+        balanced_delta(x, types, pert, balance="median")
+
+
+def test_baselines_and_evaluation(bench):
+    X = bench.X
+    types = bench.obs["cell_type"].astype(str).to_numpy()
+    pert = (bench.obs["condition"] == "stimulated").to_numpy()
+    held = "CD14+ Monocyte"
+    train = ~((types == held) & pert)
+    ctrl, real = X[(types == held) & ~pert], X[(types == held) & pert]
+    deg = top_degs(ctrl, real, bench.var_names, n=100)
+    assert len(set(deg)) == 100
+    # The true response genes of the type dominate the DEGs.
+    truth = bench.uns["perturbation_truth"]
+    t = list(truth["cell_types"]).index(held)
+    assert np.mean(truth["loadings"][t][deg[:30]] != 0) > 0.8
+    preds = {
+        "control": baselines.control_as_prediction(ctrl),
+        "gene": baselines.gene_shift_prediction(X[train], types[train], pert[train], ctrl),
+        "pca": baselines.pca_shift_prediction(X[train], types[train], pert[train], ctrl, 20),
+        "oracle": bench.layers["counterfactual"][(types == held) & ~pert],
+    }
+    res = {k: evaluate_prediction(p, real, ctrl, deg, n_bootstrap=30) for k, p in preds.items()}
+    r2 = {k: v["r2_deg"]["value"] for k, v in res.items()}
+    assert r2["oracle"] > r2["gene"] > r2["control"]
+    assert r2["pca"] > r2["control"]
+    # Controls and their predictions are resampled as pairs: no response appears from noise.
+    dc = res["control"]["delta_corr_deg"]
+    assert (dc["value"], dc["ci_low"], dc["ci_high"]) == (0.0, 0.0, 0.0)
+    m = res["gene"]["r2_deg"]
+    assert m["ci_low"] <= m["value"] <= m["ci_high"]
+    s = summarise({"a": res["gene"], "b": res["oracle"]})
+    assert s["r2_deg"]["value"] == pytest.approx((r2["gene"] + r2["oracle"]) / 2)

@@ -1,0 +1,138 @@
+"""The perturbation model on the core VAE: training, latent, predict, determinism, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from gensci.cells.data import make_perturbation_benchmark
+from gensci.cells.model import LATENT_KEY, PREDICT_KEY, PerturbationModel, leave_out
+from gensci.cells.registry import setup_anndata
+from gensci.errors import ConfigError, DataError
+
+TINY = {"latent_dim": 4, "hidden": (16, 16), "dropout": 0.0}
+FIT = {"max_epochs": 4, "batch_size": 64, "progress": False, "device": "cpu"}
+HELD = "CD14+ Monocyte"
+
+
+@pytest.fixture(scope="module")
+def small():
+    a = make_perturbation_benchmark(seed=0)
+    a = a[:, :120].copy()
+    setup_anndata(a, "condition", "control", "stimulated", "cell_type", verbose=False)
+    return a
+
+
+@pytest.fixture(scope="module")
+def trained(small):
+    m = PerturbationModel(leave_out(small, HELD), **TINY)
+    m.train(seed=0, **FIT)
+    return m
+
+
+def test_leave_out_drops_only_held_perturbed(small):
+    train = leave_out(small, HELD)
+    held = (small.obs["cell_type"] == HELD) & (small.obs["condition"] == "stimulated")
+    assert train.n_obs == small.n_obs - int(held.sum())
+    assert not ((train.obs["cell_type"] == HELD) & (train.obs["condition"] == "stimulated")).any()
+
+
+def test_training_lowers_validation_loss(small):
+    m = PerturbationModel(small, **TINY)
+    hist = m.train(seed=0, **{**FIT, "max_epochs": 8})
+    val = [r["val_loss"] for r in hist if "val_loss" in r]
+    assert len(val) >= 2 and val[-1] < val[0]
+    assert m.train_settings["n_val_cells"] > 0
+
+
+def test_predict_returns_annotated_anndata(small, trained):
+    pred = trained.predict(HELD, adata=small, n_bootstrap=30, seed=1)
+    ctrl = (small.obs["cell_type"] == HELD) & (small.obs["condition"] == "control")
+    assert pred.shape == (int(ctrl.sum()), small.n_vars)
+    assert (pred.obs["condition"] == "predicted").all()
+    assert list(pred.obs["source_cell"]) == list(small.obs_names[ctrl.to_numpy()])
+    assert list(pred.var_names) == list(small.var_names)
+    assert np.isfinite(pred.X).all()
+    info = pred.uns[PREDICT_KEY]
+    d = info["latent_delta"]
+    assert d["delta"].shape == (4,) and d["ci_low"].shape == (4,)
+    assert np.all(d["ci_low"] <= d["ci_high"])
+    assert HELD not in list(d["cell_types"])  # its perturbed cells were held out
+    # The prediction moves the cells: it differs from decoding the controls without delta.
+    assert np.abs(pred.X.mean(0) - small.X[ctrl.to_numpy()].mean(0)).max() > 0.01
+
+
+def test_restricted_delta_and_errors(small, trained):
+    d = trained.latent_delta(restrict_to=["CD19+ B"], n_bootstrap=0)
+    assert d.cell_types == ["CD19+ B"]
+    with pytest.raises(DataError, match="Neuron"):
+        trained.predict("Neuron")
+    with pytest.raises(ConfigError):
+        trained.predict(HELD, balance="median")
+    no_ctrl = small[~((small.obs["cell_type"] == "CD19+ B")
+                      & (small.obs["condition"] == "control"))].copy()
+    with pytest.raises(DataError, match="no control cells"):
+        trained.predict("CD19+ B", adata=no_ctrl)
+    with pytest.raises(DataError, match="genes differ"):
+        trained.predict(HELD, adata=small[:, :50].copy())
+
+
+def test_latent_into_obsm_and_determinism(small, trained):
+    z = trained.get_latent(small)
+    assert small.obsm[LATENT_KEY].shape == (small.n_obs, 4)
+    again = PerturbationModel(leave_out(small, HELD), **TINY)
+    again.train(seed=0, **FIT)
+    assert np.array_equal(again.get_latent(small), z)
+    other = PerturbationModel(leave_out(small, HELD), **TINY)
+    other.train(seed=1, **FIT)
+    assert not np.allclose(other.get_latent(small), z)
+
+
+def test_sparse_matches_dense(small, trained):
+    dense = trained
+    sparse_data = small.copy()
+    sparse_data.X = sp.csr_matrix(sparse_data.X)
+    sm = PerturbationModel(leave_out(sparse_data, HELD), **TINY)
+    sm.train(seed=0, **FIT)
+    p1 = dense.predict(HELD, adata=small, n_bootstrap=0).X
+    p2 = sm.predict(HELD, adata=sparse_data, n_bootstrap=0).X
+    assert np.allclose(p1, p2, atol=1e-5)
+
+
+def test_save_load_roundtrip(tmp_path, small, trained):
+    path = trained.save(tmp_path / "model.safetensors")
+    with pytest.raises(Exception, match="exists"):
+        trained.save(path)
+    fresh = leave_out(small, HELD)
+    del fresh.uns["_gensci_cells"]  # load re-registers the stored keys
+    loaded = PerturbationModel.load(path, fresh)
+    assert loaded.registry == trained.registry
+    assert loaded.gene_names == trained.gene_names
+    a = trained.predict(HELD, adata=small, n_bootstrap=0).X
+    b = loaded.predict(HELD, adata=small, n_bootstrap=0).X
+    assert np.allclose(a, b, atol=1e-6)
+    with pytest.raises(DataError, match="genes differ"):
+        PerturbationModel.load(path, small[:, :60].copy())
+
+
+def test_conditional_variant_label_convention():
+    a = make_perturbation_benchmark(seed=2, convention="label", sparse=True)[:, :80].copy()
+    setup_anndata(a, "label", "ctrl", "stim", "cell_type", verbose=False)
+    m = PerturbationModel(leave_out(a, "Dendritic"), conditional=True, **TINY)
+    assert m.module.config.n_labels == 2
+    m.train(seed=0, **FIT)
+    pred = m.predict("Dendritic", adata=a, n_bootstrap=5)
+    assert (pred.obs["label"] == "predicted").all()
+    assert pred.uns[PREDICT_KEY]["method"] == "cvae_label_swap"
+    assert np.isfinite(pred.X).all()
+
+
+def test_counts_refused_and_untrained(small):
+    a = small.copy()
+    a.X = np.round(np.expm1(a.X) * 10).astype(np.float32)
+    setup_anndata(a, "condition", "control", "stimulated", "cell_type", verbose=False)
+    with pytest.raises(DataError, match="raw counts"):
+        PerturbationModel(a, **TINY)
+    with pytest.raises(ConfigError, match="not trained"):
+        PerturbationModel(small, **TINY).predict(HELD)
