@@ -86,8 +86,12 @@ def varcoef_dataset(name: str) -> tuple[PoissonDataset, np.ndarray]:
     return ds, a
 
 
-def train(kind: str, steps: int, batch_size: int) -> None:
-    """Train one benchmark model (resumable) under RUNS/<kind>."""
+def train(kind: str, steps: int, batch_size: int, prediction: str = "eps",
+          run: str | None = None) -> None:
+    """Train one benchmark model (resumable) under RUNS/<run> (default RUNS/<kind>).
+
+    prediction: what the diffusion network predicts (eps | x0 | v); ignored for regression.
+    """
     from gensci.poisson.study import train_surrogate
 
     torch.set_num_threads(1)
@@ -98,8 +102,9 @@ def train(kind: str, steps: int, batch_size: int) -> None:
         train_surrogate(ds, RUNS / kind, kind="regression", train_config=tc, a=a,
                         overwrite=True, **MODEL)
         return
-    train_surrogate(dataset("train"), RUNS / kind, kind=kind, train_config=tc,
-                    val_dataset=dataset("val"), overwrite=True, **MODEL)
+    extra = {"prediction": prediction} if kind == "diffusion" else {}
+    train_surrogate(dataset("train"), RUNS / (run or kind), kind=kind, train_config=tc,
+                    val_dataset=dataset("val"), overwrite=True, **MODEL, **extra)
 
 
 def main() -> None:
@@ -109,16 +114,23 @@ def main() -> None:
     p_train.add_argument("--kind", choices=("diffusion", "regression", "varcoef"), required=True)
     p_train.add_argument("--steps", type=int, default=4000)
     p_train.add_argument("--batch-size", type=int, default=16)
+    p_train.add_argument("--prediction", choices=("eps", "x0", "v"), default="eps",
+                         help="diffusion network output (x0 suits a near point-mass posterior)")
+    p_train.add_argument("--run", default=None,
+                         help="run folder name under RUNS (default: the kind)")
     p_eval = sub.add_parser("evaluate")
     p_eval.add_argument("--per-family", type=int, default=50)
     p_eval.add_argument("--steps", type=int, default=16)
     p_eval.add_argument("--guidance", type=float, default=1.8)
+    p_eval.add_argument("--diffusion-run", default="diffusion",
+                        help="run folder under RUNS holding the diffusion surrogate")
     args = parser.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
     if args.phase == "train":
-        train(args.kind, args.steps, args.batch_size)
+        train(args.kind, args.steps, args.batch_size, args.prediction, args.run)
     else:
-        evaluate(per_family=args.per_family, steps=args.steps, guidance=args.guidance)
+        evaluate(per_family=args.per_family, steps=args.steps, guidance=args.guidance,
+                 diffusion_run=args.diffusion_run)
 
 
 def _timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -155,8 +167,12 @@ def balanced(ds: PoissonDataset, per_family: int) -> PoissonDataset:
 
 
 def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
-             n_cg: int = 30, n_spread: int = 40, spread_samples: int = 8) -> None:
-    """Evaluate the trained runs; write benchmarks/results/poisson.json."""
+             n_cg: int = 30, n_spread: int = 40, spread_samples: int = 8,
+             diffusion_run: str = "diffusion") -> None:
+    """Evaluate the trained runs; write benchmarks/results/poisson.json.
+
+    diffusion_run: the run folder under RUNS holding the diffusion surrogate.
+    """
     from gensci.poisson.metrics import relative_l2, sample_spread, spread_error_spearman
     from gensci.poisson.solver import solve_poisson, solve_variable_coefficient
     from gensci.poisson.study import cg_iterations, load_surrogate
@@ -164,17 +180,21 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
 
     torch.set_num_threads(int(os.environ.get("GENSCI_THREADS", "1")))
     results: dict[str, object] = {
-        "grid": N, "threads": torch.get_num_threads(), "sampler_steps_ode_heun": steps,
+        "grid": N, "threads": torch.get_num_threads(), "sampler": "ddim (eta=0)",
+        "sampler_steps": steps,
         "guidance_weight": guidance,
     }
     models = {}
-    for kind in ("diffusion", "regression"):
-        folder = RUNS / kind
+    folders = {"diffusion": RUNS / diffusion_run, "regression": RUNS / "regression"}
+    for kind, folder in folders.items():
         if (folder / "last.pt").exists() or (folder / "model.safetensors").exists():
             models[kind] = load_surrogate(folder, device="cpu")
             state = torch.load(folder / "last.pt", map_location="cpu", weights_only=False)
             results[f"{kind}_train_steps"] = int(state["step"])
             results[f"{kind}_train_seconds"] = float(state["history"][-1]["seconds"])
+            results[f"{kind}_run"] = str(folder)
+            if kind == "diffusion":
+                results["diffusion_prediction"] = models[kind].config.prediction
     sets = {"in_distribution": balanced(dataset("test"), per_family),
             "ood": balanced(dataset("ood"), per_family)}
     preds: dict[str, dict[str, np.ndarray]] = {k: {} for k in sets}

@@ -77,3 +77,20 @@ def test_bad_input_gets_gensci_errors(run):
     assert isinstance(r.exception, ConfigError)
     r = invoke("solve", "--rho", root / "missing.npy", "--out", root / "o6.npy")
     assert isinstance(r.exception, FormatError)
+
+
+def test_train_prediction_option(run):
+    root, data, _, _ = run
+    out = root / "diff_v"
+    r = invoke("train", "--data", data, "--out", out, "--kind", "diffusion", "--steps", 2,
+               "--batch-size", 8, "--base-channels", 8, "--channel-mults", "1,2",
+               "--prediction", "v", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    from gensci.poisson.study import load_surrogate
+
+    model = load_surrogate(out, device="cpu")
+    assert model.config.prediction == "v"
+    assert model.diffusion.config.prediction == "v"
+    r = invoke("train", "--data", data, "--out", root / "diff_bad", "--kind", "diffusion",
+               "--steps", 2, "--prediction", "score", "--device", "cpu")
+    assert isinstance(r.exception, ConfigError) and "prediction" in str(r.exception)

@@ -100,6 +100,9 @@ def train(
     boundary_channel: Annotated[
         bool, typer.Option(help="also give the harmonic lift to the network")
     ] = False,
+    prediction: Annotated[
+        str, typer.Option(help="diffusion network output: x0 | v | eps (x0 suits a solver)")
+    ] = "x0",
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 100,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
@@ -112,6 +115,8 @@ def train(
 
     if kind not in ("diffusion", "regression"):
         raise ConfigError(f"unknown --kind {kind!r}; choose diffusion or regression")
+    if prediction not in ("eps", "x0", "v"):
+        raise ConfigError(f"unknown --prediction {prediction!r}; choose x0, v or eps")
     if out.exists() and any(out.iterdir()) and not (out / "last.pt").exists() and not overwrite:
         raise ConfigError(f"{out} is not empty and holds no run to resume; pass --overwrite")
     if (out / MODEL_FILE).exists() and not overwrite:
@@ -129,7 +134,7 @@ def train(
                      checkpoint_every=checkpoint_every, device=device)
     train_surrogate(ds, out, kind=kind, train_config=tc, overwrite=overwrite,
                     base_channels=base_channels, channel_mults=mults,
-                    boundary_channel=boundary_channel)
+                    boundary_channel=boundary_channel, prediction=prediction)
     typer.echo(f"trained {kind} surrogate: {out / MODEL_FILE}")
 
 
