@@ -4,6 +4,7 @@
     OMP_NUM_THREADS=1 python benchmarks/poisson.py train --kind diffusion --steps 1500 &
     OMP_NUM_THREADS=1 python benchmarks/poisson.py train --kind regression --steps 1500 &
     OMP_NUM_THREADS=1 python benchmarks/poisson.py train --kind varcoef --steps 1200
+    # (datasets are made and cached on first use; `python benchmarks/poisson.py data` makes all)
     # 2. evaluate whatever the runs hold (finished model or last checkpoint)
     OMP_NUM_THREADS=1 python benchmarks/poisson.py evaluate
 
@@ -87,7 +88,8 @@ def varcoef_dataset(name: str) -> tuple[PoissonDataset, np.ndarray]:
 
 
 def train(kind: str, steps: int, batch_size: int, prediction: str = "eps",
-          run: str | None = None) -> None:
+          run: str | None = None, device: str = "cpu", lr: float = 2e-3,
+          lr_schedule: str = "constant", warmup: int = 0) -> None:
     """Train one benchmark model (resumable) under RUNS/<run> (default RUNS/<kind>).
 
     prediction: what the diffusion network predicts (eps | x0 | v); ignored for regression.
@@ -95,8 +97,9 @@ def train(kind: str, steps: int, batch_size: int, prediction: str = "eps",
     from gensci.poisson.study import train_surrogate
 
     torch.set_num_threads(1)
-    tc = TrainConfig(steps=steps, batch_size=batch_size, lr=2e-3, ema_decay=0.995, seed=0,
-                     log_every=20, checkpoint_every=100, device="cpu", progress=False)
+    tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                     warmup_steps=warmup, ema_decay=0.995, seed=0, log_every=20,
+                     checkpoint_every=100, device=device, progress=False)
     if kind == "varcoef":
         ds, a = varcoef_dataset("train")
         train_surrogate(ds, RUNS / kind, kind="regression", train_config=tc, a=a,
@@ -118,19 +121,39 @@ def main() -> None:
                          help="diffusion network output (x0 suits a near point-mass posterior)")
     p_train.add_argument("--run", default=None,
                          help="run folder name under RUNS (default: the kind)")
+    p_train.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p_train.add_argument("--lr", type=float, default=2e-3)
+    p_train.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
+    p_train.add_argument("--warmup", type=int, default=0, help="learning-rate warm-up steps")
+    sub.add_parser("data", help="write every benchmark dataset under RUNS (cached)")
     p_eval = sub.add_parser("evaluate")
     p_eval.add_argument("--per-family", type=int, default=50)
     p_eval.add_argument("--steps", type=int, default=16)
     p_eval.add_argument("--guidance", type=float, default=1.8)
     p_eval.add_argument("--diffusion-run", default="diffusion",
                         help="run folder under RUNS holding the diffusion surrogate")
+    p_eval.add_argument("--device", default="cpu", help="device of the surrogates: cpu | cuda")
+    p_eval.add_argument("--out", type=Path, default=RESULTS, help="JSON file to write")
     args = parser.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
-    if args.phase == "train":
-        train(args.kind, args.steps, args.batch_size, args.prediction, args.run)
+    if args.phase == "data":
+        for name in ("train", "val", "test", "ood"):
+            print(name, len(dataset(name)), flush=True)
+        for name in ("train", "test"):
+            print("varcoef", name, len(varcoef_dataset(name)[0]), flush=True)
+    elif args.phase == "train":
+        train(args.kind, args.steps, args.batch_size, args.prediction, args.run, args.device,
+              args.lr, args.lr_schedule, args.warmup)
     else:
         evaluate(per_family=args.per_family, steps=args.steps, guidance=args.guidance,
-                 diffusion_run=args.diffusion_run)
+                 diffusion_run=args.diffusion_run, device=args.device, out=args.out)
+
+
+def _device_name(device: str) -> str:
+    from gensci.runtime import resolve_device
+
+    dev = resolve_device(device)
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
 def _timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -168,10 +191,12 @@ def balanced(ds: PoissonDataset, per_family: int) -> PoissonDataset:
 
 def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
              n_cg: int = 30, n_spread: int = 40, spread_samples: int = 8,
-             diffusion_run: str = "diffusion") -> None:
-    """Evaluate the trained runs; write benchmarks/results/poisson.json.
+             diffusion_run: str = "diffusion", device: str = "cpu",
+             out: Path = RESULTS) -> None:
+    """Evaluate the trained runs; write `out` (default benchmarks/results/poisson.json).
 
-    diffusion_run: the run folder under RUNS holding the diffusion surrogate.
+    diffusion_run: the run folder under RUNS holding the diffusion surrogate. device: where the
+    surrogates run (the exact and sparse reference solvers always run on the CPU).
     """
     from gensci.poisson.metrics import relative_l2, sample_spread, spread_error_spearman
     from gensci.poisson.solver import solve_poisson, solve_variable_coefficient
@@ -180,7 +205,8 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
 
     torch.set_num_threads(int(os.environ.get("GENSCI_THREADS", "1")))
     results: dict[str, object] = {
-        "grid": N, "threads": torch.get_num_threads(), "sampler": "ddim (eta=0)",
+        "grid": N, "threads": torch.get_num_threads(), "device": _device_name(device),
+        "sampler": "ddim (eta=0)",
         "sampler_steps": steps,
         "guidance_weight": guidance,
     }
@@ -188,7 +214,7 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
     folders = {"diffusion": RUNS / diffusion_run, "regression": RUNS / "regression"}
     for kind, folder in folders.items():
         if (folder / "last.pt").exists() or (folder / "model.safetensors").exists():
-            models[kind] = load_surrogate(folder, device="cpu")
+            models[kind] = load_surrogate(folder, device=device)
             state = torch.load(folder / "last.pt", map_location="cpu", weights_only=False)
             results[f"{kind}_train_steps"] = int(state["step"])
             results[f"{kind}_train_seconds"] = float(state["history"][-1]["seconds"])
@@ -293,7 +319,7 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
     # variable coefficients: sparse direct reference vs surrogate
     if (RUNS / "varcoef" / "last.pt").exists():
         vds, a = varcoef_dataset("test")
-        vm = load_surrogate(RUNS / "varcoef", device="cpu")
+        vm = load_surrogate(RUNS / "varcoef", device=device)
         state = torch.load(RUNS / "varcoef" / "last.pt", map_location="cpu", weights_only=False)
         k = len(vds)
         _, direct_sec = _timed(lambda: [solve_variable_coefficient(a[i], vds.rho[i])
@@ -312,11 +338,11 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
         print(json.dumps(results["variable_coefficient"], indent=1), flush=True)
 
     results["anchors"] = {"fno_rel_l2_mean_300s_cpu": 0.069, "exact_solver_solutions_per_s": 4580}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     from gensci.runtime import atomic_write_text
 
-    atomic_write_text(RESULTS, json.dumps(results, indent=2), overwrite=True)
-    print(f"wrote {RESULTS}")
+    atomic_write_text(out, json.dumps(results, indent=2), overwrite=True)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -136,7 +136,10 @@ def main() -> None:
     parser.add_argument("--wedges", default="90,120,180")
     parser.add_argument("--methods", default="fbp,tv,langevin,dps,latent")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="where the study runs: cpu | cuda | auto")
     parser.add_argument("--skip-study", action="store_true")
+    parser.add_argument("--skip-anchors", action="store_true",
+                        help="skip the projector timings and the 128 x 128 classical anchor")
     parser.add_argument("--out", type=Path, default=RESULTS / "tomography.json")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
@@ -147,17 +150,22 @@ def main() -> None:
     result: dict = {
         "machine": {"platform": platform.platform(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},
-        "projector_128x128_60views_183bins": projector_timings(),
     }
-    print(json.dumps(result["projector_128x128_60views_183bins"], indent=1))
-    result["classical_128x128_mni152_z90"] = classical_anchor()
+    if not args.skip_anchors:
+        result["projector_128x128_60views_183bins"] = projector_timings()
+        print(json.dumps(result["projector_128x128_60views_183bins"], indent=1))
+        result["classical_128x128_mni152_z90"] = classical_anchor()
     if not args.skip_study:
         from gensci import checkpoint
+        from gensci.runtime import resolve_device
         from gensci.tomography.data import mni152_split
         from gensci.tomography.prior import load_diffusion_prior, load_vae_prior
         from gensci.tomography.study import MethodSettings, StudyConfig, results_table, run_study
 
-        dev = torch.device("cpu")
+        dev = resolve_device(args.device)
+        result["machine"]["study_device"] = (
+            torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+        )
         methods = tuple(m for m in args.methods.split(",") if m)
         cfg = StudyConfig(
             resolution=args.resolution, n_slices=args.slices,

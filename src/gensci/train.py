@@ -37,6 +37,8 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # "constant" | "cosine" (decays to 0 at `steps`)
+    warmup_steps: int = 0  # linear warm-up of the learning rate from 0
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW; adversarial training prefers (0.5, 0.9)
     grad_clip: float = 1.0  # max gradient norm; 0 = off
@@ -59,6 +61,25 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.lr <= 0:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(
+                f"TrainConfig.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
+            )
+        if self.warmup_steps < 0:
+            raise ConfigError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
+
+    def lr_at(self, step: int) -> float:
+        """Return the learning rate of step `step` (0-based): warm-up, then constant or cosine.
+
+        A function of the step alone, so a resumed run follows the same schedule.
+        """
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return self.lr
+        span = max(self.steps - self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / span, 1.0)
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class _LossModule(nn.Module):
@@ -347,6 +368,9 @@ class Trainer:
                     )
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                lr = cfg.lr_at(self.step)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                 self.optimizer.step()
@@ -360,7 +384,7 @@ class Trainer:
                     row = {
                         "step": self.step,
                         "loss": running / seen,
-                        "lr": cfg.lr,
+                        "lr": lr,
                         "seconds": time.perf_counter() - t0,
                     }
                     running, seen = 0.0, 0

@@ -71,6 +71,25 @@ class Linear1(torch.nn.Module):
         return self.w * 1.0
 
 
+@pytest.mark.parametrize("schedule,warmup", [("constant", 0), ("cosine", 0), ("cosine", 4)])
+def test_learning_rate_schedule_is_applied(schedule, warmup):
+    # with a constant gradient, bias-corrected Adam moves w by exactly -lr_t at step t
+    cfg = TrainConfig(steps=20, batch_size=1, lr=0.01, lr_schedule=schedule, warmup_steps=warmup,
+                      grad_clip=0.0, log_every=5, progress=False, device="cpu")
+    model = Linear1()
+    history = Trainer(model, torch.zeros(4, 1), cfg).fit()
+    rates = [cfg.lr_at(s) for s in range(cfg.steps)]
+    assert float(model.w) == pytest.approx(-sum(rates), rel=1e-6)
+    assert [r["lr"] for r in history] == [rates[s - 1] for s in (5, 10, 15, 20)]
+    if schedule == "cosine":
+        assert rates[-1] < 0.01 * cfg.lr and max(rates) <= cfg.lr
+        assert all(a >= b for a, b in zip(rates[warmup:], rates[warmup + 1:], strict=False))
+    if warmup:
+        assert rates[:warmup] == pytest.approx([cfg.lr * (s + 1) / warmup for s in range(warmup)])
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+
+
 def test_ema_weights_are_the_exponential_average():
     lr, decay, steps = 0.01, 0.8, 6
     model = Linear1()

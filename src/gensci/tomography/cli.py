@@ -44,6 +44,9 @@ def train_prior_cmd(
     steps: Annotated[int, typer.Option("--steps", help="total training steps")] = 4000,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
     lr: Annotated[float, typer.Option("--lr")] = 5e-4,
+    lr_schedule: Annotated[
+        str, typer.Option("--lr-schedule", help="constant | cosine (decays to 0 at --steps)")
+    ] = "constant",
     base_channels: Annotated[int, typer.Option("--base-channels", help="UNet width")] = 16,
     channel_mults: Annotated[str, typer.Option("--channel-mults", help="UNet levels")] = "1,2,2,2",
     latent_dim: Annotated[int, typer.Option("--latent-dim", help="VAE latent size")] = 32,
@@ -62,6 +65,7 @@ def train_prior_cmd(
 
     spec = PriorSpec(
         kind=kind, resolution=resolution, steps=steps, batch_size=batch_size, lr=lr,
+        lr_schedule=lr_schedule,
         base_channels=base_channels, channel_mults=_mults(channel_mults), latent_dim=latent_dim,
         seed=seed, checkpoint_every=checkpoint_every,
     )

@@ -39,6 +39,7 @@ class PriorSpec:
     steps: int = 4000
     batch_size: int = 16
     lr: float = 5e-4
+    lr_schedule: str = "constant"  # or "cosine" (decays to 0 at `steps`; fix steps up front)
     ema_decay: float = 0.999
     base_channels: int = 16
     channel_mults: tuple[int, ...] = (1, 2, 2, 2)
@@ -121,6 +122,7 @@ def train_prior(
         data,
         TrainConfig(
             steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
+            lr_schedule=spec.lr_schedule,
             ema_decay=spec.ema_decay if spec.kind == "diffusion" else 0.0, seed=spec.seed,
             log_every=50, checkpoint_every=spec.checkpoint_every,
             out_dir=str(out_dir / "train"), resume=True, device=device, progress=progress,
@@ -140,6 +142,9 @@ def train_prior(
         "steps": trainer.step,
         "batch_size": spec.batch_size,
         "lr": spec.lr,
+        "lr_schedule": spec.lr_schedule,
+        "base_channels": spec.base_channels,
+        "channel_mults": list(spec.channel_mults),
         "seed": spec.seed,
         "final_loss": losses[-1] if losses else None,
         "first_loss": losses[0] if losses else None,
