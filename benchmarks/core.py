@@ -65,6 +65,7 @@ def main() -> None:
     torch.manual_seed(0)
     results: dict = {
         "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "machine": platform.machine(),
         "threads": torch.get_num_threads(),

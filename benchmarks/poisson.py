@@ -1,12 +1,15 @@
 """Poisson surrogate benchmark at 64 x 64 (writes benchmarks/results/poisson.json).
 
-    # 1. train (resumable; each model in its own process, one CPU thread each)
-    OMP_NUM_THREADS=1 python benchmarks/poisson.py train --kind diffusion --steps 1500 &
-    OMP_NUM_THREADS=1 python benchmarks/poisson.py train --kind regression --steps 1500 &
-    OMP_NUM_THREADS=1 python benchmarks/poisson.py train --kind varcoef --steps 1200
+    # 1. train (resumable; each model in its own process). The figures in docs/poisson.md come
+    #    from the GPU recipe in benchmarks/gpu.sh:
+    python benchmarks/poisson.py train --kind diffusion --prediction x0 --steps 6000 \
+        --batch-size 32 --lr 2e-3 --lr-schedule cosine --warmup 200 --device cuda
+    python benchmarks/poisson.py train --kind regression --steps 6000 ... (same options)
+    python benchmarks/poisson.py train --kind varcoef --steps 6000 ...    (same options)
+    #    (on a CPU, OMP_NUM_THREADS=1 and --device cpu; expect about one step per second)
     # (datasets are made and cached on first use; `python benchmarks/poisson.py data` makes all)
     # 2. evaluate whatever the runs hold (finished model or last checkpoint)
-    OMP_NUM_THREADS=1 python benchmarks/poisson.py evaluate
+    python benchmarks/poisson.py evaluate [--device cuda --out benchmarks/results/poisson_cuda.json]
 
 Targets (issue 4): in-distribution mean relative L2 <= 2% for diffusion; boundary violation
 exactly 0 with hard constraints; guidance lowers the residual >= 10x without raising L2; warm
@@ -87,7 +90,7 @@ def varcoef_dataset(name: str) -> tuple[PoissonDataset, np.ndarray]:
     return ds, a
 
 
-def train(kind: str, steps: int, batch_size: int, prediction: str = "eps",
+def train(kind: str, steps: int, batch_size: int, prediction: str = "x0",
           run: str | None = None, device: str = "cpu", lr: float = 2e-3,
           lr_schedule: str = "constant", warmup: int = 0) -> None:
     """Train one benchmark model (resumable) under RUNS/<run> (default RUNS/<kind>).
@@ -117,7 +120,7 @@ def main() -> None:
     p_train.add_argument("--kind", choices=("diffusion", "regression", "varcoef"), required=True)
     p_train.add_argument("--steps", type=int, default=4000)
     p_train.add_argument("--batch-size", type=int, default=16)
-    p_train.add_argument("--prediction", choices=("eps", "x0", "v"), default="eps",
+    p_train.add_argument("--prediction", choices=("eps", "x0", "v"), default="x0",
                          help="diffusion network output (x0 suits a near point-mass posterior)")
     p_train.add_argument("--run", default=None,
                          help="run folder name under RUNS (default: the kind)")
@@ -154,6 +157,23 @@ def _device_name(device: str) -> str:
 
     dev = resolve_device(device)
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
+def _run_info(folder: Path) -> tuple[int, float]:
+    """Return (training steps, training seconds) of a run: its last.pt, else its model file.
+
+    Seconds: the largest elapsed time in metrics.csv (a resumed run restarts that clock).
+    """
+    if (folder / "last.pt").exists():
+        state = torch.load(folder / "last.pt", map_location="cpu", weights_only=False)
+        return int(state["step"]), float(state["history"][-1]["seconds"])
+    from gensci import checkpoint
+
+    meta = checkpoint.load_metadata(folder / "model.safetensors")
+    rows = (folder / "metrics.csv").read_text().splitlines() if (folder / "metrics.csv").exists() else []
+    col = rows[0].split(",").index("seconds") if rows else 0
+    seconds = max((float(r.split(",")[col]) for r in rows[1:]), default=float("nan"))
+    return int(meta["train_config"]["steps"]), seconds
 
 
 def _timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -215,9 +235,7 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
     for kind, folder in folders.items():
         if (folder / "last.pt").exists() or (folder / "model.safetensors").exists():
             models[kind] = load_surrogate(folder, device=device)
-            state = torch.load(folder / "last.pt", map_location="cpu", weights_only=False)
-            results[f"{kind}_train_steps"] = int(state["step"])
-            results[f"{kind}_train_seconds"] = float(state["history"][-1]["seconds"])
+            results[f"{kind}_train_steps"], results[f"{kind}_train_seconds"] = _run_info(folder)
             results[f"{kind}_run"] = str(folder)
             if kind == "diffusion":
                 results["diffusion_prediction"] = models[kind].config.prediction
@@ -317,10 +335,10 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
     print(json.dumps(tp, indent=1), flush=True)
 
     # variable coefficients: sparse direct reference vs surrogate
-    if (RUNS / "varcoef" / "last.pt").exists():
+    if (RUNS / "varcoef" / "last.pt").exists() or (RUNS / "varcoef" / "model.safetensors").exists():
         vds, a = varcoef_dataset("test")
         vm = load_surrogate(RUNS / "varcoef", device=device)
-        state = torch.load(RUNS / "varcoef" / "last.pt", map_location="cpu", weights_only=False)
+        varcoef_steps, _ = _run_info(RUNS / "varcoef")
         k = len(vds)
         _, direct_sec = _timed(lambda: [solve_variable_coefficient(a[i], vds.rho[i])
                                         for i in range(k)])
@@ -329,7 +347,7 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
         vpred, vsec = _timed(predict, vm, vds.rho, vds.boundary, a=a)
         vpred = vpred[0]
         results["variable_coefficient"] = {
-            "count": k, "train_steps": int(state["step"]),
+            "count": k, "train_steps": varcoef_steps,
             "regression_rel_l2_mean": float(relative_l2(vpred, vds.phi).mean()),
             "regression_rel_l2_median": float(np.median(relative_l2(vpred, vds.phi))),
             "solutions_per_s": {"sparse_direct": k / direct_sec, "cg_1e-10": k / cg_sec,

@@ -12,3 +12,15 @@ torch.set_num_threads(1)
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _seed_global_generators() -> None:
+    """Every test starts from the same global random state (torch seeds itself at random)."""
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)

@@ -270,14 +270,16 @@ class Trainer:
 
     def _load_state(self, path: Path) -> None:
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
+            # RNG states must stay CPU tensors; weights are copied onto the model's device below
+            state = torch.load(path, map_location="cpu", weights_only=False)
             self.model.load_state_dict(state["model"])
         except Exception as exc:  # a corrupt file or another model's state
             from gensci.errors import CheckpointError
 
             raise CheckpointError(f"cannot resume from {path}: {exc}") from exc
         try:
-            self.ema = state["ema"]
+            ema = state["ema"]
+            self.ema = None if ema is None else {k: v.to(self.device) for k, v in ema.items()}
             self.optimizer.load_state_dict(state["optimizer"])
             self.step = int(state["step"])
             self._gen.set_state(state["generator"])
