@@ -82,10 +82,13 @@ def test_bad_input_gets_gensci_errors(run):
 def test_train_prediction_option(run):
     root, data, _, _ = run
     out = root / "diff_v"
-    r = invoke("train", "--data", data, "--out", out, "--kind", "diffusion", "--steps", 2,
+    r = invoke("train", "--data", data, "--out", out, "--kind", "diffusion", "--steps", 4,
                "--batch-size", 8, "--base-channels", 8, "--channel-mults", "1,2",
-               "--prediction", "v", "--device", "cpu")
+               "--prediction", "v", "--lr-schedule", "cosine", "--warmup", 1, "--device", "cpu")
     assert r.exit_code == 0, r.output
+    lrs = [float(row.split(",")[3]) for row in (out / "metrics.csv").read_text().splitlines()[1:]
+           if row.split(",")[3]]
+    assert lrs and lrs[-1] < 2e-3  # the cosine schedule was applied
     from gensci.poisson.study import load_surrogate
 
     model = load_surrogate(out, device="cpu")
@@ -94,3 +97,6 @@ def test_train_prediction_option(run):
     r = invoke("train", "--data", data, "--out", root / "diff_bad", "--kind", "diffusion",
                "--steps", 2, "--prediction", "score", "--device", "cpu")
     assert isinstance(r.exception, ConfigError) and "prediction" in str(r.exception)
+    r = invoke("train", "--data", data, "--out", root / "diff_bad2", "--kind", "diffusion",
+               "--steps", 2, "--lr-schedule", "linear", "--device", "cpu")
+    assert isinstance(r.exception, ConfigError) and "lr_schedule" in str(r.exception)

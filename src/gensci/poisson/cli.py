@@ -95,6 +95,10 @@ def train(
     steps: Annotated[int, typer.Option(help="total optimiser steps")] = 5000,
     batch_size: Annotated[int, typer.Option(help="examples per step")] = 16,
     lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 2e-3,
+    lr_schedule: Annotated[
+        str, typer.Option(help="constant | cosine (decays to 0 at --steps; fix --steps up front)")
+    ] = "constant",
+    warmup: Annotated[int, typer.Option(help="learning-rate warm-up steps")] = 0,
     base_channels: Annotated[int, typer.Option(help="UNet width")] = 16,
     channel_mults: Annotated[str, typer.Option(help="UNet levels, e.g. 1,2,4,4")] = "1,2,4,4",
     boundary_channel: Annotated[
@@ -130,7 +134,8 @@ def train(
         raise ConfigError(
             f"--channel-mults must be integers like 1,2,4; got {channel_mults!r}"
         ) from exc
-    tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=0.995, seed=seed,
+    tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                     warmup_steps=warmup, ema_decay=0.995, seed=seed,
                      checkpoint_every=checkpoint_every, device=device)
     train_surrogate(ds, out, kind=kind, train_config=tc, overwrite=overwrite,
                     base_channels=base_channels, channel_mults=mults,
