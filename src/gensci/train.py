@@ -71,7 +71,8 @@ class TrainConfig:
     def lr_at(self, step: int) -> float:
         """Return the learning rate of step `step` (0-based): warm-up, then constant or cosine.
 
-        A function of the step alone, so a resumed run follows the same schedule.
+        A function of the step alone, so a resumed run with the same `steps` follows the same
+        schedule (resuming to a larger `steps` stretches the rest of a cosine schedule).
         """
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps

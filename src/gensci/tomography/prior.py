@@ -162,7 +162,13 @@ def _check_same_spec(path: Path, spec: PriorSpec, data_name: str, resuming: bool
     current.pop("checkpoint_every")
     if resuming and path.exists():
         saved = json.loads(path.read_text())
-        changed = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+        # a setting added after the run was started counts as its default
+        defaults = asdict(PriorSpec())
+        changed = {
+            k: (saved.get(k, defaults.get(k)), v)
+            for k, v in current.items()
+            if saved.get(k, defaults.get(k)) != v
+        }
         if changed:
             raise ConfigError(
                 f"{path.parent.parent} holds a run started with other settings "
