@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from gensci.models import VAE, DiffusionConfig, DiffusionModel, VAEConfig
-from gensci.runtime import atomic_write_text, resolve_device
+from gensci.runtime import atomic_write_text, device_name, resolve_device
 
 
 def _sync(device: torch.device) -> None:
@@ -65,7 +65,7 @@ def main() -> None:
     torch.manual_seed(0)
     results: dict = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device_name": device_name(device),
         "torch": torch.__version__,
         "machine": platform.machine(),
         "threads": torch.get_num_threads(),

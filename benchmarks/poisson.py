@@ -21,6 +21,7 @@ docs/poisson.md.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import time
@@ -152,13 +153,6 @@ def main() -> None:
                  diffusion_run=args.diffusion_run, device=args.device, out=args.out)
 
 
-def _device_name(device: str) -> str:
-    from gensci.runtime import resolve_device
-
-    dev = resolve_device(device)
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-
-
 def _run_info(folder: Path) -> tuple[int, float]:
     """Return (training steps, training seconds) of a run: its last.pt, else its model file.
 
@@ -170,9 +164,10 @@ def _run_info(folder: Path) -> tuple[int, float]:
     from gensci import checkpoint
 
     meta = checkpoint.load_metadata(folder / "model.safetensors")
-    rows = (folder / "metrics.csv").read_text().splitlines() if (folder / "metrics.csv").exists() else []
-    col = rows[0].split(",").index("seconds") if rows else 0
-    seconds = max((float(r.split(",")[col]) for r in rows[1:]), default=float("nan"))
+    seconds = float("nan")
+    if (folder / "metrics.csv").exists():
+        with (folder / "metrics.csv").open() as fh:
+            seconds = max((float(row["seconds"]) for row in csv.DictReader(fh)), default=seconds)
     return int(meta["train_config"]["steps"]), seconds
 
 
@@ -222,10 +217,11 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
     from gensci.poisson.solver import solve_poisson, solve_variable_coefficient
     from gensci.poisson.study import cg_iterations, load_surrogate
     from gensci.poisson.surrogate import apply_hard_constraint, predict
+    from gensci.runtime import device_name, resolve_device
 
     torch.set_num_threads(int(os.environ.get("GENSCI_THREADS", "1")))
     results: dict[str, object] = {
-        "grid": N, "threads": torch.get_num_threads(), "device": _device_name(device),
+        "grid": N, "threads": torch.get_num_threads(), "device": device_name(resolve_device(device)),
         "sampler": "ddim (eta=0)",
         "sampler_steps": steps,
         "guidance_weight": guidance,

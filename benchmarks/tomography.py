@@ -157,15 +157,13 @@ def main() -> None:
         result["classical_128x128_mni152_z90"] = classical_anchor()
     if not args.skip_study:
         from gensci import checkpoint
-        from gensci.runtime import resolve_device
+        from gensci.runtime import device_name, resolve_device
         from gensci.tomography.data import mni152_split
         from gensci.tomography.prior import load_diffusion_prior, load_vae_prior
         from gensci.tomography.study import MethodSettings, StudyConfig, results_table, run_study
 
         dev = resolve_device(args.device)
-        result["machine"]["study_device"] = (
-            torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-        )
+        result["machine"]["study_device"] = device_name(dev)
         methods = tuple(m for m in args.methods.split(",") if m)
         cfg = StudyConfig(
             resolution=args.resolution, n_slices=args.slices,

@@ -17,10 +17,6 @@ def gen() -> torch.Generator:
 @pytest.fixture(autouse=True)
 def _seed_global_generators() -> None:
     """Every test starts from the same global random state (torch seeds itself at random)."""
-    import random
+    from gensci.runtime import seed_everything
 
-    import numpy as np
-
-    torch.manual_seed(0)
-    np.random.seed(0)
-    random.seed(0)
+    seed_everything(0)

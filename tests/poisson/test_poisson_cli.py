@@ -1,5 +1,7 @@
 """The `gensci poisson` commands end to end on a tiny grid, and their errors on bad input."""
 
+import csv
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -86,8 +88,8 @@ def test_train_prediction_option(run):
                "--batch-size", 8, "--base-channels", 8, "--channel-mults", "1,2",
                "--prediction", "v", "--lr-schedule", "cosine", "--warmup", 1, "--device", "cpu")
     assert r.exit_code == 0, r.output
-    lrs = [float(row.split(",")[3]) for row in (out / "metrics.csv").read_text().splitlines()[1:]
-           if row.split(",")[3]]
+    with (out / "metrics.csv").open() as fh:
+        lrs = [float(row["lr"]) for row in csv.DictReader(fh) if row["lr"]]
     assert lrs and lrs[-1] < 2e-3  # the cosine schedule was applied
     from gensci.poisson.study import load_surrogate
 
