@@ -134,6 +134,8 @@ def main() -> None:
     p_eval.add_argument("--per-family", type=int, default=50)
     p_eval.add_argument("--steps", type=int, default=16)
     p_eval.add_argument("--guidance", type=float, default=1.8)
+    p_eval.add_argument("--project", type=int, default=8,
+                        help="CG iterations on the PDE per DDIM step for the projected sampler")
     p_eval.add_argument("--diffusion-run", default="diffusion",
                         help="run folder under RUNS holding the diffusion surrogate")
     p_eval.add_argument("--device", default="cpu", help="device of the surrogates: cpu | cuda")
@@ -150,7 +152,7 @@ def main() -> None:
               args.lr, args.lr_schedule, args.warmup)
     else:
         evaluate(per_family=args.per_family, steps=args.steps, guidance=args.guidance,
-                 diffusion_run=args.diffusion_run, device=args.device, out=args.out)
+                 project=args.project, diffusion_run=args.diffusion_run, device=args.device, out=args.out)
 
 
 def _run_info(folder: Path) -> tuple[int, float]:
@@ -204,7 +206,7 @@ def balanced(ds: PoissonDataset, per_family: int) -> PoissonDataset:
     return ds.subset(idx)
 
 
-def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
+def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8, project: int = 8,
              n_cg: int = 30, n_spread: int = 40, spread_samples: int = 8,
              diffusion_run: str = "diffusion", device: str = "cpu",
              out: Path = RESULTS) -> None:
@@ -214,7 +216,7 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
     surrogates run (the exact and sparse reference solvers always run on the CPU).
     """
     from gensci.poisson.metrics import relative_l2, sample_spread, spread_error_spearman
-    from gensci.poisson.solver import solve_poisson, solve_variable_coefficient
+    from gensci.poisson.solver import poisson_cg, solve_poisson, solve_variable_coefficient
     from gensci.poisson.study import cg_iterations, load_surrogate
     from gensci.poisson.surrogate import apply_hard_constraint, predict
     from gensci.runtime import device_name, resolve_device
@@ -225,6 +227,7 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
         "sampler": "ddim (eta=0)",
         "sampler_steps": steps,
         "guidance_weight": guidance,
+        "projection_cg_iterations_per_step": project,
     }
     models = {}
     folders = {"diffusion": RUNS / diffusion_run, "regression": RUNS / "regression"}
@@ -287,6 +290,25 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8,
                                                    / np.median(mg["rel_residual"])),
                 }
             warm[f"{name}_guided_{guidance:g}"] = float(cg_iterations(sub, g[0]).mean())
+            # projection: CG iterations on the PDE applied to every DDIM estimate
+            for k in sorted({max(1, project // 2), project}):
+                g, gsec = _timed(predict, models["diffusion"], sub.rho, sub.boundary,
+                                 steps=steps, seed=1, project=k, **extra)
+                mg = physics(g[0], sub)
+                entry[f"projected_{k}"] = {
+                    **_stats(mg), "seconds": gsec,
+                    "residual_ratio_median": float(np.median(mp["rel_residual"])
+                                                   / np.median(mg["rel_residual"])),
+                }
+                warm[f"{name}_projected_{k}"] = float(cg_iterations(sub, g[0]).mean())
+            # the same number of CG iterations applied once, to the unguided answer only
+            once = np.stack([poisson_cg(sub.rho[i], sub.boundary[i], phi0=plain[i], tol=0.0,
+                                        maxiter=project).x for i in range(len(sub))])
+            mo = physics(once, sub)
+            entry[f"final_cg_{project}_only"] = {
+                **_stats(mo), "residual_ratio_median": float(np.median(mp["rel_residual"])
+                                                             / np.median(mo["rel_residual"])),
+            }
             results["guidance"][name] = entry
         print(json.dumps(results["guidance"], indent=1), flush=True)
         # what any warm start can give CG here: exact solution + a smooth error of given size

@@ -131,10 +131,14 @@ def main() -> None:
     parser.add_argument("--sampler-steps", type=int, default=100)
     parser.add_argument("--dps-steps", type=int, default=100)
     parser.add_argument("--dps-zeta", type=float, default=6.0)
+    parser.add_argument("--dds-steps", type=int, default=100)
+    parser.add_argument("--dds-eta", type=float, default=1.0)
+    parser.add_argument("--dds-cg", type=int, default=5, help="CG iterations per DDS step")
+    parser.add_argument("--dds-lam", type=float, default=0.01, help="DDS proximal weight")
     parser.add_argument("--tv-iterations", type=int, default=600)
     parser.add_argument("--tv-grid", default="0.5,1,2,4,8")
     parser.add_argument("--wedges", default="90,120,180")
-    parser.add_argument("--methods", default="fbp,tv,langevin,dps,latent")
+    parser.add_argument("--methods", default="fbp,tv,langevin,dps,dds,latent")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="where the study runs: cpu | cuda | auto")
     parser.add_argument("--skip-study", action="store_true")
@@ -172,6 +176,8 @@ def main() -> None:
             settings=MethodSettings(
                 samples=args.samples, sampler_steps=args.sampler_steps, dps_steps=args.dps_steps,
                 dps_zeta=args.dps_zeta, tv_iterations=args.tv_iterations,
+                dds_steps=args.dds_steps, dds_eta=args.dds_eta,
+                dds_cg_iterations=args.dds_cg, dds_lam=args.dds_lam,
             ),
         )
         prior = load_diffusion_prior(args.prior, args.resolution, dev) if args.prior else None

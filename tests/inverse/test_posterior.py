@@ -6,7 +6,12 @@ from torch import nn
 from gensci.errors import ConfigError
 from gensci.inverse import Radon
 from gensci.inverse.latent import latent_map
-from gensci.inverse.posterior import DiffusionPrior, dps_posterior, score_posterior
+from gensci.inverse.posterior import (
+    DiffusionPrior,
+    dds_posterior,
+    dps_posterior,
+    score_posterior,
+)
 from gensci.models.diffusion import DiffusionConfig, DiffusionModel
 from gensci.models.sde import VPSDE, _bcast
 from gensci.models.vae import VAE, VAEConfig
@@ -65,6 +70,35 @@ def test_dps_recovers_measured_image(problem) -> None:
     assert (res.mean - post_mean).norm() < 0.9 * (0.5 - post_mean).norm()
 
 
+def test_dds_recovers_measured_image(problem) -> None:
+    op, post_mean, y, std, prior, _ = problem
+    gen = torch.Generator().manual_seed(3)
+    res = dds_posterior(prior, op, y, std, n_samples=8, steps=40, generator=gen)
+    assert res.samples.shape == (8, 1, 8, 8) and torch.isfinite(res.samples).all()
+    assert (res.mean - post_mean).norm() < 0.5 * (0.5 - post_mean).norm()
+    assert float(res.std.mean()) > 0  # ancestral steps: the samples differ
+
+
+def test_dds_data_consistency_fits_the_measurements() -> None:
+    """With an untrained prior the data term alone decides: more CG, smaller data misfit."""
+    torch.manual_seed(0)
+    model = DiffusionModel(
+        DiffusionConfig(data_shape=(1, 16, 16), net="unet", base_channels=8, channel_mults=(1, 2))
+    )
+    op = Radon(16, np.arange(8) * 11.25)
+    truth = torch.rand(1, 1, 16, 16)
+    y = op(truth)
+    prior = DiffusionPrior(model)
+    misfit = []
+    for cg in (1, 20):
+        res = dds_posterior(prior, op, y, 0.01, n_samples=2, steps=4, cg_iterations=cg, lam=0.0,
+                            final_consistency=True, generator=torch.Generator().manual_seed(0))
+        misfit.append(float((op(res.samples) - y).norm() / y.norm()))
+    assert misfit[1] < 0.2 * misfit[0]
+    with pytest.raises(ConfigError, match="eta"):
+        dds_posterior(prior, op, y, 0.01, eta=2.0)
+
+
 def test_posterior_with_unet_model_keeps_shapes() -> None:
     torch.manual_seed(0)
     model = DiffusionModel(
@@ -77,6 +111,7 @@ def test_posterior_with_unet_model_keeps_shapes() -> None:
     for res in (
         score_posterior(prior, op, y, 0.1, n_samples=2, sampler="pc", steps=3, generator=gen),
         dps_posterior(prior, op, y, 0.1, n_samples=2, steps=3, generator=gen),
+        dds_posterior(prior, op, y, 0.1, n_samples=2, steps=3, generator=gen),
     ):
         assert res.samples.shape == (2, 1, 16, 16) and torch.isfinite(res.samples).all()
     assert model.training  # the samplers restore the mode they found

@@ -70,3 +70,20 @@ def test_sdedit_start_part_way_keeps_shape():
     x0 = torch.randn(16, 3)
     x = samplers.euler_maruyama(lambda x, t: -x, sde, (16, 3), steps=10, x_init=x0, t_start=0.5)
     assert x.shape == (16, 3) and torch.isfinite(x).all()
+
+
+def test_ddim_denoised_fn_replaces_each_estimate():
+    """A hook that pins x0 makes DDIM return the pinned value; it is called once per step."""
+    sde = VPSDE()
+    calls = []
+    target = torch.full((4, 2), 0.7, dtype=torch.float64)
+
+    def pin(x0, t):
+        calls.append(float(t[0]))
+        return target.clone()
+
+    g = torch.Generator().manual_seed(0)
+    x = samplers.ddim(gaussian_score(sde), sde, (4, 2), steps=7, generator=g,
+                      x_init=sde.prior_sampling((4, 2), generator=g).double(), denoised_fn=pin)
+    assert torch.equal(x, target)
+    assert len(calls) == 7 and calls == sorted(calls, reverse=True)

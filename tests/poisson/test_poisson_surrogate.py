@@ -89,6 +89,26 @@ def test_diffusion_samples_spread_and_guidance_lowers_residual(trained, data):
     assert np.median(r_guided) < 0.5 * np.median(r_plain)
 
 
+def test_projection_removes_residual_and_keeps_the_boundary(trained, data):
+    model, _ = trained["diffusion"]
+    rho, g = data.rho[:4], data.boundary[:4]
+    plain = predict(model, rho, g, steps=6, seed=2)[0]
+    r_plain = relative_discrete_residual(plain, rho)
+    previous = r_plain
+    for k in (4, 16):
+        proj = predict(model, rho, g, steps=6, seed=2, project=k)[0]
+        r = relative_discrete_residual(proj, rho)
+        assert np.median(r) < 0.5 * np.median(previous)  # more iterations, smaller residual
+        assert max_boundary_violation(proj, g).max() == 0.0
+        # a Krylov correction of an untrained model's answer moves it towards the solution
+        assert relative_l2(proj, data.phi[:4]).mean() < relative_l2(plain, data.phi[:4]).mean()
+        previous = r
+    with pytest.raises(ConfigError, match="DDIM"):
+        predict(model, rho, g, steps=2, sampler="em", project=2)
+    with pytest.raises(ConfigError, match=">= 0"):
+        predict(model, rho, g, steps=2, project=-1)
+
+
 def test_cg_warm_start_from_the_surrogate_converges(trained, data):
     model, _ = trained["regression"]
     phi0 = predict(model, data.rho[:1], data.boundary[:1])[0, 0]

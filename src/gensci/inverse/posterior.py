@@ -19,6 +19,11 @@ Both samplers compose a score, prior + likelihood, and hand it to the core sampl
 (b) `dps_posterior`: diffusion posterior sampling (Chung et al. 2023). The likelihood gradient is
     taken through Tweedie's denoiser, -zeta grad_{x_t} ||y - A x0_hat(x_t)||, one step of size zeta
     per reverse step (autograd through the network).
+(c) `dds_posterior`: decomposed diffusion sampling (Chung, Lee & Ye 2024). Ancestral DDIM steps
+    whose denoised estimate x0_hat is pulled towards the data by a few CG iterations on
+    min ||A x - y||^2 + lam ||A||^2 ||x - x0_hat||^2 started at x0_hat: the Krylov iterates move
+    x0_hat along the measured directions first, so the null space keeps the prior's content.
+    No gradient through the network, so a step costs one network call.
 
 The model may work in its own intensity scale: u = scale * x + shift (e.g. u = 2x - 1 for images
 in [0, 1]); `DiffusionPrior` carries that map, and results come back in image units x.
@@ -34,7 +39,7 @@ from gensci.errors import ConfigError, check_finite
 from gensci.inverse.nullspace import conjugate_gradient
 from gensci.inverse.operators import LinearOperator
 from gensci.models.diffusion import DiffusionModel
-from gensci.models.samplers import SAMPLERS
+from gensci.models.samplers import SAMPLERS, ddim
 from gensci.models.sde import _bcast
 
 
@@ -185,6 +190,61 @@ def dps_posterior(
         u = SAMPLERS["em"](
             score_fn, sde, (n_samples, *op.in_shape), steps=steps, generator=generator,
             device=y.device, progress=progress,
+        )
+    finally:
+        model.train(was_training)
+    return _summarise(prior.to_image(u))
+
+
+def dds_posterior(
+    prior: DiffusionPrior,
+    op: LinearOperator,
+    y: torch.Tensor,
+    noise_std: float,
+    n_samples: int = 8,
+    steps: int = 100,
+    eta: float = 1.0,
+    cg_iterations: int = 5,
+    lam: float = 0.01,
+    final_consistency: bool = False,
+    op_norm: float | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> PosteriorResult:
+    """Return K = n_samples DDS samples of x given y: (1, *out_shape).
+
+    Each of `steps` DDIM steps (eta = 1: ancestral, 0: deterministic) replaces x0_hat by
+    `cg_iterations` CG iterations from x0_hat on (A^T A + lam ||A||^2 I) x = A^T y +
+    lam ||A||^2 x0_hat; the few iterations and lam keep the noise out (noise_std is checked only).
+    final_consistency: also correct the last estimate (off: the answer is the prior's denoiser
+    output, which the previous steps have already brought to the data).
+    """
+    _check(op, y, noise_std, n_samples)
+    if steps < 1 or cg_iterations < 1:
+        raise ConfigError(f"steps={steps} and cg_iterations={cg_iterations} must be >= 1")
+    if lam < 0 or not 0 <= eta <= 1:
+        raise ConfigError(f"lam={lam} must be >= 0 and eta={eta} in [0, 1]")
+    model, sde = prior.model, prior.model.sde
+    ridge = lam * (op_norm if op_norm is not None else op.norm()) ** 2
+    aty = op.adjoint(y.expand(n_samples, *y.shape[1:]))
+    last_t = float(sde.eps) + 1.5 * (sde.T - sde.eps) / steps  # the last step starts at eps + dt
+
+    def consistent(u0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if not final_consistency and float(t[0]) < last_t:
+            return u0
+        x0 = prior.to_image(u0)
+        x = conjugate_gradient(
+            lambda v: op.normal(v) + ridge * v, aty + ridge * x0, x0=x0,
+            iterations=cg_iterations, tol=1e-10,
+        )
+        return x * prior.scale + prior.shift
+
+    was_training = model.training
+    model.eval()
+    try:
+        u = ddim(
+            model.score, sde, (n_samples, *op.in_shape), steps=steps, eta=eta,
+            generator=generator, device=y.device, progress=progress, denoised_fn=consistent,
         )
     finally:
         model.train(was_training)

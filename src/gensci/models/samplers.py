@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from gensci.models.sde import SDE, _bcast
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+DenoisedFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _start(
@@ -185,6 +186,7 @@ def ddim(
     x_init: torch.Tensor | None = None,
     t_start: float | None = None,
     progress: bool = False,
+    denoised_fn: DenoisedFn | None = None,
 ) -> torch.Tensor:
     """Return samples of DDIM (Song, Meng & Ermon 2021) along the SDE's Gaussian path.
 
@@ -193,6 +195,10 @@ def ddim(
     / std^2 (eta = 0: deterministic; eta = 1: ancestral). The last step returns x0_hat. For a
     point-mass posterior (a solution operator) it is exact at any step count, where few uniform
     Euler/Heun steps of the probability-flow ODE are not.
+
+    denoised_fn(x0_hat, t) -> x0', if given, replaces each denoised estimate before the step
+    (e.g. a data-consistency or physics projection; Chung et al.'s decomposed diffusion sampling),
+    while eps_hat stays the network's. The last step returns denoised_fn's output.
     """
     x, t0 = _start(sde, shape, generator, device, x_init, t_start)
     ts = _times(t0, sde.eps, steps, x)
@@ -202,6 +208,8 @@ def ddim(
         a2, s2 = _bcast(sde.alpha(t2), x), _bcast(sde.std(t2), x)
         eps_hat = -s * score_fn(x, t)
         x0 = (x - s * eps_hat) / a
+        if denoised_fn is not None:
+            x0 = denoised_fn(x0, t)
         if i == steps - 1:
             return x0
         c = eta * s2 * torch.sqrt((s**2 - (a / a2) ** 2 * s2**2).clamp_min(0.0)) / s

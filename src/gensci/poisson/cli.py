@@ -158,6 +158,9 @@ def solve(
     guided: Annotated[
         float, typer.Option("--guided", help="physics-guidance weight (diffusion; 0 = off)")
     ] = 0.0,
+    project: Annotated[
+        int, typer.Option("--project", help="CG iterations on the PDE per DDIM step (0 = off)")
+    ] = 0,
     warm_start: Annotated[
         bool, typer.Option("--warm-start", help="refine the surrogate answer by CG to 1e-8")
     ] = False,
@@ -192,8 +195,8 @@ def solve(
     gb = None if g is None else np.broadcast_to(g, rb.shape)
     spread = None
     if method == "exact":
-        if guided or warm_start:
-            raise ConfigError("--guided and --warm-start apply to surrogate methods only")
+        if guided or warm_start or project:
+            raise ConfigError("--guided, --project and --warm-start apply to surrogate methods only")
         phi = solve_poisson(rb, gb)
     else:
         if model is None:
@@ -202,7 +205,8 @@ def solve(
         if m.config.kind != method:
             raise ConfigError(f"{model} holds a {m.config.kind} surrogate, not {method}")
         draws = predict(m, rb, gb, sampler=sampler, steps=steps, n_samples=samples, eta=eta,
-                        hard=not soft, guidance=guided, seed=seed, progress=True)
+                        hard=not soft, guidance=guided, project=project, seed=seed,
+                        progress=True)
         phi = draws.mean(0)
         if samples > 1:
             spread = draws.std(0, ddof=1)
@@ -242,6 +246,9 @@ def study(
     ],
     steps: Annotated[int, typer.Option(help="sampler steps (diffusion)")] = 16,
     guided: Annotated[float, typer.Option("--guided", help="guidance weight (0 = off)")] = 0.0,
+    project: Annotated[
+        int, typer.Option("--project", help="CG iterations on the PDE per DDIM step (0 = off)")
+    ] = 0,
     warm_start: Annotated[bool, typer.Option("--warm-start", help="count CG iterations")] = False,
     limit: Annotated[int, typer.Option(help="use at most this many examples")] = 200,
     seed: SeedOption = 0,
@@ -268,7 +275,7 @@ def study(
         while name in models:
             name += "'"
         models[name] = m
-    table = run_study(ds, models, out, steps=steps, guidance=guided, seed=seed,
+    table = run_study(ds, models, out, steps=steps, guidance=guided, project=project, seed=seed,
                       warm_start=warm_start)
     from gensci.poisson.study import markdown_table
 

@@ -227,11 +227,13 @@ def run_study(
     warm_start: bool = False,
     progress: bool = True,
     refine_t: float = 0.1,
+    project: int = 0,
 ) -> dict[str, Any]:
     """Return the study table (also written to out_dir/table.{json,md} with figure examples.png).
 
     For every model: soft and hard (exact boundary) outputs; with guidance > 0 also the guided
-    diffusion sample; with a diffusion and a regression model, the diffusion model refining the
+    diffusion sample, with project > 0 the sample whose DDIM estimates take that many CG
+    iterations on the PDE; with a diffusion and a regression model, the diffusion model refining the
     regression answer from refine_t; with warm_start, CG iterations to 1e-8 from zero and from
     each output.
     """
@@ -244,13 +246,15 @@ def run_study(
     table["exact"] = {"seconds": seconds, **summarise(evaluate(exact, ds), ds.family)}
     preds: dict[str, np.ndarray] = {}
     for name, model in models.items():
-        variants = [("hard", True, 0.0), ("soft", False, 0.0)]
+        variants = [("hard", True, 0.0, 0), ("soft", False, 0.0, 0)]
         if guidance and model.config.kind == "diffusion":
-            variants.append(("guided", True, guidance))
-        for label, hard, weight in variants:
+            variants.append(("guided", True, guidance, 0))
+        if project and model.config.kind == "diffusion":
+            variants.append((f"projected_{project}", True, 0.0, project))
+        for label, hard, weight, iters in variants:
             t = time.perf_counter()
             pred = predict(model, ds.rho, ds.boundary, steps=steps, hard=hard, guidance=weight,
-                           seed=seed, progress=progress)[0]
+                           project=iters, seed=seed, progress=progress)[0]
             key = f"{name}/{label}"
             row: dict[str, Any] = {"seconds": time.perf_counter() - t}
             row.update(summarise(evaluate(pred, ds), ds.family))

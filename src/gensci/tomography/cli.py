@@ -55,6 +55,9 @@ def train_prior_cmd(
         int | None, typer.Option("--heldout-centre", help="centre z of the held-out block")
     ] = None,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 250,
+    augment: Annotated[
+        int, typer.Option("--augment", help="random affine copies per training slice")
+    ] = 0,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     overwrite: OverwriteOption = False,
@@ -67,7 +70,7 @@ def train_prior_cmd(
         kind=kind, resolution=resolution, steps=steps, batch_size=batch_size, lr=lr,
         lr_schedule=lr_schedule,
         base_channels=base_channels, channel_mults=_mults(channel_mults), latent_dim=latent_dim,
-        seed=seed, checkpoint_every=checkpoint_every,
+        seed=seed, checkpoint_every=checkpoint_every, augment=augment,
     )
     split = load_split(data, resolution, heldout_centre, n_heldout)
     typer.echo(

@@ -46,8 +46,11 @@ class PriorSpec:
     latent_dim: int = 32
     seed: int = 0
     checkpoint_every: int = 250
+    augment: int = 0  # random affine copies of each (mirrored) training slice
 
     def __post_init__(self) -> None:
+        if self.augment < 0:
+            raise ConfigError(f"augment={self.augment} must be >= 0")
         if self.kind not in PRIOR_KINDS:
             raise ConfigError(f"unknown prior kind {self.kind!r}; choose one of {PRIOR_KINDS}")
         factor = 2 ** (len(self.channel_mults) - 1)
@@ -76,12 +79,52 @@ def build_model(spec: PriorSpec) -> torch.nn.Module:
     )
 
 
-def training_tensor(split: SliceSplit, kind: str) -> torch.Tensor:
-    """Return the training slices and their left-right mirror images, in the model's units.
+def augment_slices(
+    images: np.ndarray,
+    copies: int,
+    seed: int = 0,
+    max_rotation: float = 10.0,
+    scale_range: tuple[float, float] = (0.9, 1.1),
+    max_shift: float = 0.04,
+) -> np.ndarray:
+    """Return images (S, N, N) followed by `copies` random affine copies of each: (S (1 + copies), N, N).
 
-    diffusion: (2S, 1, N, N) in [-1, 1]; vae: (2S, N * N) in [0, 1].
+    Each copy rotates by U(-max_rotation, max_rotation) degrees about the centre, scales each
+    axis by U(scale_range) and shifts by U(-max_shift, max_shift) N pixels (bilinear, zero
+    outside): anatomy of other heads and positions, so that one template's slices teach a prior
+    that generalises beyond them. Seeded; values stay in [0, 1].
+    """
+    from skimage.transform import AffineTransform, warp
+
+    if copies == 0:
+        return images
+    rng = np.random.default_rng(seed)
+    n = images.shape[-1]
+    centre = np.array([(n - 1) / 2, (n - 1) / 2])
+    out = [images]
+    for _ in range(copies):
+        batch = np.empty_like(images)
+        for i, img in enumerate(images):
+            angle = np.deg2rad(rng.uniform(-max_rotation, max_rotation))
+            scale = rng.uniform(*scale_range, size=2)
+            shift = rng.uniform(-max_shift, max_shift, size=2) * n
+            to_centre = AffineTransform(translation=-centre)
+            move = AffineTransform(scale=scale, rotation=angle, translation=centre + shift)
+            tform = AffineTransform(matrix=move.params @ to_centre.params)
+            batch[i] = warp(img, tform.inverse, order=1, mode="constant", cval=0.0,
+                            preserve_range=True)
+        out.append(batch)
+    return np.clip(np.concatenate(out, axis=0), 0.0, 1.0).astype(images.dtype)
+
+
+def training_tensor(split: SliceSplit, kind: str, augment: int = 0, seed: int = 0) -> torch.Tensor:
+    """Return the training slices, their left-right mirror images and `augment` random affine
+    copies of each (`augment_slices`), in the model's units.
+
+    diffusion: (2S (1 + augment), 1, N, N) in [-1, 1]; vae: (2S (1 + augment), N * N) in [0, 1].
     """
     x = np.concatenate([split.train, split.train[:, :, ::-1]], axis=0)
+    x = augment_slices(np.ascontiguousarray(x), augment, seed=seed)
     t = torch.from_numpy(np.ascontiguousarray(x)).float()
     if kind == "diffusion":
         return (DIFFUSION_SCALE * t + DIFFUSION_SHIFT)[:, None]
@@ -116,7 +159,7 @@ def train_prior(
     _check_same_spec(out_dir / "train" / "spec.json", spec, data_name, resuming)
     torch.manual_seed(spec.seed)
     model = build_model(spec)
-    data = training_tensor(split, spec.kind)
+    data = training_tensor(split, spec.kind, spec.augment, spec.seed)
     trainer = Trainer(
         model,
         data,
@@ -146,6 +189,7 @@ def train_prior(
         "base_channels": spec.base_channels,
         "channel_mults": list(spec.channel_mults),
         "seed": spec.seed,
+        "augment": spec.augment,
         "final_loss": losses[-1] if losses else None,
         "first_loss": losses[0] if losses else None,
         "command": " ".join(shlex.quote(a) for a in sys.argv),

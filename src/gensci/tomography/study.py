@@ -31,6 +31,7 @@ from gensci.inverse.nullspace import range_null_split
 from gensci.inverse.posterior import (
     DiffusionPrior,
     PosteriorResult,
+    dds_posterior,
     dps_posterior,
     score_posterior,
 )
@@ -38,8 +39,8 @@ from gensci.inverse.radon import Radon
 from gensci.inverse.tv import tv_pdhg
 from gensci.models.vae import VAE
 
-METHODS = ("fbp", "tv", "langevin", "dps", "latent")
-PRIOR_METHODS = ("langevin", "dps")
+METHODS = ("fbp", "tv", "langevin", "dps", "dds", "latent")
+PRIOR_METHODS = ("langevin", "dps", "dds")
 
 
 @dataclass
@@ -55,6 +56,10 @@ class MethodSettings:
     snr: float = 0.16  # pc corrector's signal-to-noise ratio
     dps_steps: int = 100
     dps_zeta: float = 6.0
+    dds_steps: int = 100
+    dds_eta: float = 1.0
+    dds_cg_iterations: int = 5
+    dds_lam: float = 0.01
     latent_steps: int = 400
     latent_restarts: int = 4
     latent_lam: float = 1.0
@@ -123,7 +128,7 @@ def reconstruct(
         raise CheckpointError(f"method {method!r} needs a diffusion prior (--prior)")
     if method == "latent" and vae is None:
         raise CheckpointError("method 'latent' needs a VAE prior (--prior pointing to a VAE)")
-    if method in ("tv", "langevin", "dps", "latent") and not noise_std > 0:
+    if method in ("tv", *PRIOR_METHODS, "latent") and not noise_std > 0:
         raise DataError(f"method {method!r} needs the noise std > 0, got {noise_std}")
     norm = op_norm if op_norm is not None else op.norm()
     start = time.perf_counter()
@@ -148,6 +153,14 @@ def reconstruct(
         post = dps_posterior(
             prior, op, y.float(), noise_std, n_samples=settings.samples,
             steps=settings.dps_steps, zeta=settings.dps_zeta, op_norm=norm,
+            generator=generator, progress=progress,
+        )
+    elif method == "dds":
+        assert prior is not None
+        post = dds_posterior(
+            prior, op, y.float(), noise_std, n_samples=settings.samples,
+            steps=settings.dds_steps, eta=settings.dds_eta,
+            cg_iterations=settings.dds_cg_iterations, lam=settings.dds_lam, op_norm=norm,
             generator=generator, progress=progress,
         )
     else:
