@@ -89,7 +89,7 @@ def test_train_prior_resume_and_posterior(files) -> None:
     assert isinstance(res.exception, ConfigError) and "kind" in str(res.exception)
     meta = checkpoint.load_metadata(out / "prior.safetensors")
     assert meta["steps"] == 4 and meta["resolution"] == 16 and meta["heldout_z"] == [5, 6]
-    for method in ("langevin", "dps"):
+    for method in ("langevin", "dps", "dds"):
         rec = files / f"rec_{method}"
         res = invoke("reconstruct", str(files / "sino.npz"), "--out", str(rec), "--method", method,
                      "--prior", str(out / "prior.safetensors"), "--samples", "2", "--steps", "3")

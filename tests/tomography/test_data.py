@@ -80,3 +80,22 @@ def test_sinogram_round_trip_and_checks(tmp_path) -> None:
     np.save(tmp_path / "raw.npy", np.ones((9, 4)))
     with pytest.raises(FormatError, match="--angles"):
         read_sinogram(tmp_path / "raw.npy")
+
+
+def test_affine_augmentation_is_seeded_and_keeps_anatomy_in_range() -> None:
+    from gensci.tomography.prior import augment_slices
+
+    rng = np.random.default_rng(0)
+    images = np.zeros((3, 32, 32), dtype=np.float32)
+    images[:, 8:24, 10:22] = rng.uniform(0.2, 1.0, size=(3, 16, 12))
+    out = augment_slices(images, copies=2, seed=1)
+    assert out.shape == (9, 32, 32) and out.dtype == np.float32
+    assert np.array_equal(out[:3], images)  # the originals come first, unchanged
+    assert np.array_equal(out, augment_slices(images, copies=2, seed=1))
+    assert not np.array_equal(out, augment_slices(images, copies=2, seed=2))
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    copies = out[3:].reshape(2, 3, 32, 32)
+    assert all(not np.allclose(c, images) for c in copies)
+    # a rotation / 10 % scaling keeps the object's total intensity within about 25 %
+    ratio = copies.sum(axis=(2, 3)) / images.sum(axis=(1, 2))
+    assert np.all((ratio > 0.75) & (ratio < 1.3))

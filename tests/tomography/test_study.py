@@ -18,20 +18,22 @@ def test_run_study_writes_table_and_panels(tmp_path) -> None:
         DiffusionConfig(data_shape=(1, 16, 16), net="unet", base_channels=8, channel_mults=(1, 2))
     )
     cfg = StudyConfig(
-        resolution=16, n_slices=2, n_views=10, wedges=(90.0,), methods=("fbp", "tv", "langevin"),
-        tv_grid=(1.0, 4.0),
-        settings=MethodSettings(samples=2, sampler_steps=3, tv_iterations=40, cg_iterations=20),
+        resolution=16, n_slices=2, n_views=10, wedges=(90.0,),
+        methods=("fbp", "tv", "langevin", "dds"), tv_grid=(1.0, 4.0),
+        settings=MethodSettings(samples=2, sampler_steps=3, tv_iterations=40, cg_iterations=20,
+                                dds_steps=3),
     )
     res = run_study(cfg, heldout, np.array([7, 8, 9]), DiffusionPrior(model), None, tmp_path,
                     progress=False)
     wedge = res["wedges"]["90"]
-    assert set(wedge["methods"]) == {"fbp", "tv", "langevin"}
+    assert set(wedge["methods"]) == {"fbp", "tv", "langevin", "dds"}
     assert res["slices_z"] == [7, 9]
     assert wedge["tv_weight"] in (1.0, 4.0)
     # the tuned TV beats FBP on a missing wedge, and the sampler reports its uncertainty split
     assert wedge["methods"]["tv"]["psnr"]["mean"] > wedge["methods"]["fbp"]["psnr"]["mean"]
-    nf = wedge["methods"]["langevin"]["null_fraction"]["mean"]
-    assert 0.0 <= nf <= 1.0
+    for m in ("langevin", "dds"):
+        nf = wedge["methods"][m]["null_fraction"]["mean"]
+        assert 0.0 <= nf <= 1.0
     assert (tmp_path / "panel_90.png").stat().st_size > 0
     assert "| [0, 90) | fbp |" in (tmp_path / "table.md").read_text()
     assert json.loads((tmp_path / "results.json").read_text())["slices_z"] == [7, 9]

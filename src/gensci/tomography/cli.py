@@ -138,7 +138,7 @@ def reconstruct_cmd(
     sinogram: Annotated[Path, typer.Argument(help="sinogram .npz (from simulate) or .npy")],
     out: Annotated[Path, typer.Option("--out", help="output folder")],
     method: Annotated[
-        str, typer.Option("--method", help="fbp | tv | langevin | dps | latent")
+        str, typer.Option("--method", help="fbp | tv | langevin | dps | dds | latent")
     ] = "fbp",
     prior: Annotated[
         Path | None,
@@ -172,7 +172,7 @@ def reconstruct_cmd(
     from gensci.runtime import prepare_out_dir, resolve_device
     from gensci.tomography.io import read_sinogram
     from gensci.tomography.prior import load_diffusion_prior, load_vae_prior, shipped_prior
-    from gensci.tomography.study import METHODS, MethodSettings, reconstruct
+    from gensci.tomography.study import METHODS, PRIOR_METHODS, MethodSettings, reconstruct
 
     if method not in METHODS:
         raise ConfigError(f"unknown --method {method!r}; choose one of {METHODS}")
@@ -197,13 +197,13 @@ def reconstruct_cmd(
             raise ConfigError(f"--steps {steps} must be >= 1")
         settings = dataclasses.replace(
             settings, tv_iterations=steps, sampler_steps=steps, dps_steps=steps,
-            latent_steps=steps,
+            dds_steps=steps, latent_steps=steps,
         )
     diffusion = vae = None
-    if method in ("langevin", "dps") and prior is None and shipped_prior(n) is not None:
+    if method in PRIOR_METHODS and prior is None and shipped_prior(n) is not None:
         prior = shipped_prior(n)
         typer.echo(f"using the shipped prior {prior}")
-    if method in ("langevin", "dps", "latent"):
+    if method in (*PRIOR_METHODS, "latent"):
         if prior is None:
             raise ConfigError(f"--method {method} needs --prior PATH (see gensci ct train-prior)")
         if method == "latent":
@@ -251,7 +251,8 @@ def _write_reconstruction(out_dir: Path, rec: object, overwrite: bool) -> None:
 def study_cmd(
     out: Annotated[Path, typer.Option("--out", help="report folder")],
     prior: Annotated[
-        Path | None, typer.Option("--prior", help="diffusion prior.safetensors (for langevin, dps)")
+        Path | None,
+        typer.Option("--prior", help="diffusion prior.safetensors (for langevin, dps, dds)"),
     ] = None,
     vae: Annotated[Path | None, typer.Option("--vae", help="VAE prior (for latent)")] = None,
     resolution: Annotated[int, typer.Option("--resolution")] = 64,
@@ -260,11 +261,12 @@ def study_cmd(
     wedges: Annotated[
         str, typer.Option("--wedges", help="angular ranges R: views in [0, R)")
     ] = "90,120,180",
-    methods: Annotated[str, typer.Option("--methods")] = "fbp,tv,langevin,dps,latent",
+    methods: Annotated[str, typer.Option("--methods")] = "fbp,tv,langevin,dps,dds,latent",
     samples: Annotated[int, typer.Option("--samples", help="posterior samples K")] = 8,
     sampler_steps: Annotated[int, typer.Option("--sampler-steps")] = 100,
     dps_steps: Annotated[int, typer.Option("--dps-steps")] = 100,
     dps_zeta: Annotated[float, typer.Option("--dps-zeta")] = 6.0,
+    dds_steps: Annotated[int, typer.Option("--dds-steps")] = 100,
     noise: Annotated[float, typer.Option("--noise")] = 0.01,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
@@ -277,7 +279,13 @@ def study_cmd(
     from gensci.runtime import prepare_out_dir, resolve_device
     from gensci.tomography.data import mni152_split
     from gensci.tomography.prior import load_diffusion_prior, load_vae_prior, shipped_prior
-    from gensci.tomography.study import MethodSettings, StudyConfig, results_table, run_study
+    from gensci.tomography.study import (
+        PRIOR_METHODS,
+        MethodSettings,
+        StudyConfig,
+        results_table,
+        run_study,
+    )
 
     try:
         wedge_list = tuple(float(w) for w in wedges.split(",") if w.strip())
@@ -288,14 +296,15 @@ def study_cmd(
         resolution=resolution, n_slices=n_slices, n_views=n_views, wedges=wedge_list,
         noise_level=noise, methods=method_list, seed=seed,
         settings=MethodSettings(
-            samples=samples, sampler_steps=sampler_steps, dps_steps=dps_steps, dps_zeta=dps_zeta
+            samples=samples, sampler_steps=sampler_steps, dps_steps=dps_steps, dps_zeta=dps_zeta,
+            dds_steps=dds_steps,
         ),
     )
     dev = resolve_device(device)
-    if any(m in ("langevin", "dps") for m in method_list) and prior is None:
+    if any(m in PRIOR_METHODS for m in method_list) and prior is None:
         prior = shipped_prior(resolution)
-    if any(m in ("langevin", "dps") for m in method_list) and prior is None:
-        raise ConfigError("methods langevin/dps need --prior (or drop them from --methods)")
+    if any(m in PRIOR_METHODS for m in method_list) and prior is None:
+        raise ConfigError("methods langevin/dps/dds need --prior (or drop them from --methods)")
     if "latent" in method_list and vae is None:
         raise ConfigError("method latent needs --vae (or drop it from --methods)")
     diffusion = load_diffusion_prior(prior, resolution, dev) if prior else None
