@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--sampler-steps", type=int, default=100)
     parser.add_argument("--dps-steps", type=int, default=100)
     parser.add_argument("--dps-zeta", type=float, default=6.0)
-    parser.add_argument("--dds-steps", type=int, default=100)
+    parser.add_argument("--dds-steps", type=int, default=50)
     parser.add_argument("--dds-eta", type=float, default=1.0)
     parser.add_argument("--dds-cg", type=int, default=5, help="CG iterations per DDS step")
     parser.add_argument("--dds-lam", type=float, default=0.01, help="DDS proximal weight")

@@ -39,6 +39,7 @@ class TrainConfig:
     lr: float = 1e-3
     lr_schedule: str = "constant"  # "constant" | "cosine" (decays to 0 at `steps`)
     warmup_steps: int = 0  # linear warm-up of the learning rate from 0
+    schedule_steps: int | None = None  # length of the cosine schedule (default: steps)
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW; adversarial training prefers (0.5, 0.9)
     grad_clip: float = 1.0  # max gradient norm; 0 = off
@@ -67,18 +68,24 @@ class TrainConfig:
             )
         if self.warmup_steps < 0:
             raise ConfigError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise ConfigError(
+                f"TrainConfig.schedule_steps must be >= 1, got {self.schedule_steps}"
+            )
 
     def lr_at(self, step: int) -> float:
         """Return the learning rate of step `step` (0-based): warm-up, then constant or cosine.
 
         A function of the step alone, so a resumed run with the same `steps` follows the same
-        schedule (resuming to a larger `steps` stretches the rest of a cosine schedule).
+        schedule (resuming to a larger `steps` stretches the rest of a cosine schedule). A cosine
+        spans `schedule_steps` when given: training can stop part-way along a longer schedule.
         """
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
         if self.lr_schedule == "constant":
             return self.lr
-        span = max(self.steps - self.warmup_steps, 1)
+        length = self.steps if self.schedule_steps is None else self.schedule_steps
+        span = max(length - self.warmup_steps, 1)
         progress = min((step - self.warmup_steps) / span, 1.0)
         return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 

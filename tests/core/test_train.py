@@ -91,6 +91,21 @@ def test_learning_rate_schedule_is_applied(schedule, warmup):
         TrainConfig(lr_schedule="linear")
 
 
+def test_stopping_part_way_along_a_longer_schedule():
+    """schedule_steps: a 15-step run follows the first 15 rates of a 20-step cosine schedule."""
+    full = TrainConfig(steps=20, batch_size=1, lr=0.01, lr_schedule="cosine", grad_clip=0.0,
+                       progress=False, device="cpu")
+    part = TrainConfig(steps=15, schedule_steps=20, batch_size=1, lr=0.01, lr_schedule="cosine",
+                       grad_clip=0.0, progress=False, device="cpu")
+    model = Linear1()
+    Trainer(model, torch.zeros(4, 1), part).fit()
+    prefix = [full.lr_at(s) for s in range(15)]
+    assert float(model.w) == pytest.approx(-sum(prefix), rel=1e-6)
+    assert part.lr_at(14) > 0.05 * part.lr  # not decayed to zero at its own end
+    with pytest.raises(ConfigError, match="schedule_steps"):
+        TrainConfig(schedule_steps=0)
+
+
 def test_ema_weights_are_the_exponential_average():
     lr, decay, steps = 0.01, 0.8, 6
     model = Linear1()

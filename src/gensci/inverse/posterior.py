@@ -202,7 +202,7 @@ def dds_posterior(
     y: torch.Tensor,
     noise_std: float,
     n_samples: int = 8,
-    steps: int = 100,
+    steps: int = 50,
     eta: float = 1.0,
     cg_iterations: int = 5,
     lam: float = 0.01,

@@ -47,6 +47,10 @@ def train_prior_cmd(
     lr_schedule: Annotated[
         str, typer.Option("--lr-schedule", help="constant | cosine (decays to 0 at --steps)")
     ] = "constant",
+    schedule_steps: Annotated[
+        int | None,
+        typer.Option("--schedule-steps", help="cosine length, when stopping before its end"),
+    ] = None,
     base_channels: Annotated[int, typer.Option("--base-channels", help="UNet width")] = 16,
     channel_mults: Annotated[str, typer.Option("--channel-mults", help="UNet levels")] = "1,2,2,2",
     latent_dim: Annotated[int, typer.Option("--latent-dim", help="VAE latent size")] = 32,
@@ -68,7 +72,7 @@ def train_prior_cmd(
 
     spec = PriorSpec(
         kind=kind, resolution=resolution, steps=steps, batch_size=batch_size, lr=lr,
-        lr_schedule=lr_schedule,
+        lr_schedule=lr_schedule, schedule_steps=schedule_steps,
         base_channels=base_channels, channel_mults=_mults(channel_mults), latent_dim=latent_dim,
         seed=seed, checkpoint_every=checkpoint_every, augment=augment,
     )
@@ -266,7 +270,7 @@ def study_cmd(
     sampler_steps: Annotated[int, typer.Option("--sampler-steps")] = 100,
     dps_steps: Annotated[int, typer.Option("--dps-steps")] = 100,
     dps_zeta: Annotated[float, typer.Option("--dps-zeta")] = 6.0,
-    dds_steps: Annotated[int, typer.Option("--dds-steps")] = 100,
+    dds_steps: Annotated[int, typer.Option("--dds-steps")] = 50,
     noise: Annotated[float, typer.Option("--noise")] = 0.01,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",

@@ -40,6 +40,7 @@ class PriorSpec:
     batch_size: int = 16
     lr: float = 5e-4
     lr_schedule: str = "constant"  # or "cosine" (decays to 0 at `steps`; fix steps up front)
+    schedule_steps: int | None = None  # cosine length when training stops before its end
     ema_decay: float = 0.999
     base_channels: int = 16
     channel_mults: tuple[int, ...] = (1, 2, 2, 2)
@@ -165,7 +166,7 @@ def train_prior(
         data,
         TrainConfig(
             steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
-            lr_schedule=spec.lr_schedule,
+            lr_schedule=spec.lr_schedule, schedule_steps=spec.schedule_steps,
             ema_decay=spec.ema_decay if spec.kind == "diffusion" else 0.0, seed=spec.seed,
             log_every=50, checkpoint_every=spec.checkpoint_every,
             out_dir=str(out_dir / "train"), resume=True, device=device, progress=progress,
@@ -186,6 +187,7 @@ def train_prior(
         "batch_size": spec.batch_size,
         "lr": spec.lr,
         "lr_schedule": spec.lr_schedule,
+        "schedule_steps": spec.schedule_steps,
         "base_channels": spec.base_channels,
         "channel_mults": list(spec.channel_mults),
         "seed": spec.seed,
@@ -223,12 +225,13 @@ def _check_same_spec(path: Path, spec: PriorSpec, data_name: str, resuming: bool
     atomic_write_text(path, json.dumps(current, indent=1), overwrite=True)
 
 
-SHIPPED_PRIOR = Path(__file__).parent / "data" / "prior-64.safetensors"
+SHIPPED_DIR = Path(__file__).parent / "data"
 
 
 def shipped_prior(resolution: int) -> Path | None:
-    """Return the diffusion prior shipped with gensci for this resolution (64 only), or None."""
-    return SHIPPED_PRIOR if resolution == 64 and SHIPPED_PRIOR.is_file() else None
+    """Return the diffusion prior shipped with gensci for this resolution (64, 128), or None."""
+    path = SHIPPED_DIR / f"prior-{resolution}.safetensors"
+    return path if path.is_file() else None
 
 
 def load_diffusion_prior(path: Path, resolution: int, device: torch.device) -> DiffusionPrior:

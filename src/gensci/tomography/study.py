@@ -56,7 +56,7 @@ class MethodSettings:
     snr: float = 0.16  # pc corrector's signal-to-noise ratio
     dps_steps: int = 100
     dps_zeta: float = 6.0
-    dds_steps: int = 100
+    dds_steps: int = 50
     dds_eta: float = 1.0
     dds_cg_iterations: int = 5
     dds_lam: float = 0.01
