@@ -162,6 +162,9 @@ def reconstruct_cmd(
     filter_name: Annotated[str, typer.Option("--filter", help="FBP filter")] = "ramlak",
     tv_weight: Annotated[float, typer.Option("--tv-weight", help="TV lam / noise std")] = 2.0,
     dps_zeta: Annotated[float, typer.Option("--dps-zeta", help="DPS step (x 1/||A||)")] = 6.0,
+    dds_lam: Annotated[
+        float, typer.Option("--dds-lam", help="DDS proximal weight (0.01 at 64, 0.03 at 128)")
+    ] = 0.01,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     overwrite: OverwriteOption = False,
@@ -194,7 +197,8 @@ def reconstruct_cmd(
     if method != "fbp" and (std is None or std <= 0):
         raise ConfigError(f"--method {method} needs the noise std; give --noise-std (got {std})")
     settings = MethodSettings(
-        fbp_filter=filter_name, tv_weight=tv_weight, samples=samples, dps_zeta=dps_zeta
+        fbp_filter=filter_name, tv_weight=tv_weight, samples=samples, dps_zeta=dps_zeta,
+        dds_lam=dds_lam,
     )
     if steps is not None:
         if steps < 1:
@@ -271,6 +275,9 @@ def study_cmd(
     dps_steps: Annotated[int, typer.Option("--dps-steps")] = 100,
     dps_zeta: Annotated[float, typer.Option("--dps-zeta")] = 6.0,
     dds_steps: Annotated[int, typer.Option("--dds-steps")] = 50,
+    dds_lam: Annotated[
+        float, typer.Option("--dds-lam", help="DDS proximal weight (0.01 at 64, 0.03 at 128)")
+    ] = 0.01,
     noise: Annotated[float, typer.Option("--noise")] = 0.01,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
@@ -301,7 +308,7 @@ def study_cmd(
         noise_level=noise, methods=method_list, seed=seed,
         settings=MethodSettings(
             samples=samples, sampler_steps=sampler_steps, dps_steps=dps_steps, dps_zeta=dps_zeta,
-            dds_steps=dds_steps,
+            dds_steps=dds_steps, dds_lam=dds_lam,
         ),
     )
     dev = resolve_device(device)

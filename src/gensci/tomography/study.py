@@ -4,7 +4,8 @@ Experiment. Held-out axial MNI152 slices (N x N, [0, 1]) are measured by a paral
 transform with `n_views` views evenly in [0, R), R in {90, 120, 180} degrees, plus Gaussian noise
 of std = noise_level * max|Ax|. Each slice is reconstructed by FBP, TV-PDHG (x >= 0, weight tuned
 against the truth: an oracle, generous to the baseline), the diffusion posterior by
-predictor-corrector with the Gaussian likelihood score, DPS, and latent MAP under a VAE decoder.
+predictor-corrector with the Gaussian likelihood score, DPS, DDS (DDIM with CG data consistency)
+and latent MAP under a VAE decoder.
 Scores: PSNR and SSIM of outputs clipped to [0, 1]; seconds per reconstruction; for the samplers,
 the Spearman correlation of the pixel-wise posterior std with |error| and the split of the sample
 spread into the operator's range and null space.
