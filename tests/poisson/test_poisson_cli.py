@@ -52,6 +52,11 @@ def test_generate_train_resume_solve_study(run):
     assert r.exit_code == 0, r.output
     with np.load(root / "w.npz") as z:
         assert relative_residual(z["phi"], rho).max() < 1e-7
+    # the projection acts on the diffusion sampler: asked of a regression model it is refused
+    r = invoke("solve", "--rho", root / "rho.npy", "--out", root / "p.npy", "--method",
+               "regression", "--model", model, "--project", 4, "--device", "cpu")
+    assert r.exit_code != 0 and "diffusion" in str(r.exception)
+    assert not (root / "p.npy").exists()
     r = invoke("study", "--data", data, "--out", root / "report", "--model", model,
                "--warm-start", "--limit", 6, "--device", "cpu")
     assert r.exit_code == 0, r.output
