@@ -134,7 +134,8 @@ def main() -> None:
     parser.add_argument("--dds-steps", type=int, default=50)
     parser.add_argument("--dds-eta", type=float, default=1.0)
     parser.add_argument("--dds-cg", type=int, default=5, help="CG iterations per DDS step")
-    parser.add_argument("--dds-lam", type=float, default=0.01, help="DDS proximal weight")
+    parser.add_argument("--dds-lam", type=float, default=None,
+                        help="DDS proximal weight (default: by resolution, study.DDS_LAM)")
     parser.add_argument("--tv-iterations", type=int, default=600)
     parser.add_argument("--tv-grid", default="0.5,1,2,4,8")
     parser.add_argument("--wedges", default="90,120,180")

@@ -37,3 +37,10 @@ def test_run_study_writes_table_and_panels(tmp_path) -> None:
     assert (tmp_path / "panel_90.png").stat().st_size > 0
     assert "| [0, 90) | fbp |" in (tmp_path / "table.md").read_text()
     assert json.loads((tmp_path / "results.json").read_text())["slices_z"] == [7, 9]
+
+
+def test_dds_weight_follows_the_image_size() -> None:
+    from gensci.tomography.study import DDS_LAM, dds_lam_for
+
+    assert dds_lam_for(64) == DDS_LAM[64] and dds_lam_for(128) == DDS_LAM[128]
+    assert dds_lam_for(32) == DDS_LAM[64] and dds_lam_for(512) == DDS_LAM[128]

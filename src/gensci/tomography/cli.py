@@ -163,8 +163,9 @@ def reconstruct_cmd(
     tv_weight: Annotated[float, typer.Option("--tv-weight", help="TV lam / noise std")] = 2.0,
     dps_zeta: Annotated[float, typer.Option("--dps-zeta", help="DPS step (x 1/||A||)")] = 6.0,
     dds_lam: Annotated[
-        float, typer.Option("--dds-lam", help="DDS proximal weight (0.01 at 64, 0.03 at 128)")
-    ] = 0.01,
+        float | None,
+        typer.Option("--dds-lam", help="DDS proximal weight (default: 0.01 at 64, 0.03 at 128)"),
+    ] = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     overwrite: OverwriteOption = False,
@@ -276,8 +277,9 @@ def study_cmd(
     dps_zeta: Annotated[float, typer.Option("--dps-zeta")] = 6.0,
     dds_steps: Annotated[int, typer.Option("--dds-steps")] = 50,
     dds_lam: Annotated[
-        float, typer.Option("--dds-lam", help="DDS proximal weight (0.01 at 64, 0.03 at 128)")
-    ] = 0.01,
+        float | None,
+        typer.Option("--dds-lam", help="DDS proximal weight (default: 0.01 at 64, 0.03 at 128)"),
+    ] = None,
     noise: Annotated[float, typer.Option("--noise")] = 0.01,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
