@@ -18,10 +18,10 @@ PY=${PY:-python3}
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 CT=runs/ct_gpu
 mkdir -p "$CT/logs"
-P64=(--resolution 64 --batch-size 32 --lr 1e-3 --lr-schedule cosine --base-channels 32
-     --channel-mults 1,2,2,2 --checkpoint-every 500 --augment "$AUG" --seed 0)
-P128=(--resolution 128 --batch-size 16 --lr 1e-3 --lr-schedule cosine --base-channels 32
-      --channel-mults 1,2,2,2,2 --checkpoint-every 500 --augment "$AUG" --seed 0)
+P64=(--resolution 64 --batch-size 32 --lr 1e-3 --lr-schedule cosine --schedule-steps "$STEPS64"
+     --base-channels 32 --channel-mults 1,2,2,2 --checkpoint-every 500 --augment "$AUG" --seed 0)
+P128=(--resolution 128 --batch-size 16 --lr 1e-3 --lr-schedule cosine --schedule-steps "$STEPS128"
+      --base-channels 32 --channel-mults 1,2,2,2,2 --checkpoint-every 500 --augment "$AUG" --seed 0)
 
 collect() {
   for run in prior64 prior128; do

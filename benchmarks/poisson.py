@@ -291,7 +291,7 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8, proje
                 }
             warm[f"{name}_guided_{guidance:g}"] = float(cg_iterations(sub, g[0]).mean())
             # projection: CG iterations on the PDE applied to every DDIM estimate
-            for k in sorted({max(1, project // 2), project}):
+            for k in sorted({max(1, project // 2), project}) if project > 0 else []:
                 g, gsec = _timed(predict, models["diffusion"], sub.rho, sub.boundary,
                                  steps=steps, seed=1, project=k, **extra)
                 mg = physics(g[0], sub)
@@ -302,6 +302,9 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8, proje
                 }
                 warm[f"{name}_projected_{k}"] = float(cg_iterations(sub, g[0]).mean())
             # the same number of CG iterations applied once, to the unguided answer only
+            if project <= 0:
+                results["guidance"][name] = entry
+                continue
             once = np.stack([poisson_cg(sub.rho[i], sub.boundary[i], phi0=plain[i], tol=0.0,
                                         maxiter=project).x for i in range(len(sub))])
             mo = physics(once, sub)

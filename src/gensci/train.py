@@ -68,10 +68,14 @@ class TrainConfig:
             )
         if self.warmup_steps < 0:
             raise ConfigError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.schedule_steps is not None and self.schedule_steps < 1:
-            raise ConfigError(
-                f"TrainConfig.schedule_steps must be >= 1, got {self.schedule_steps}"
-            )
+        if self.schedule_steps is not None:
+            if self.lr_schedule != "cosine":
+                raise ConfigError("TrainConfig.schedule_steps applies to the cosine schedule only")
+            if self.schedule_steps < self.steps:
+                raise ConfigError(
+                    f"TrainConfig.schedule_steps ({self.schedule_steps}) must be >= steps "
+                    f"({self.steps}): the schedule would reach 0 before training ends"
+                )
 
     def lr_at(self, step: int) -> float:
         """Return the learning rate of step `step` (0-based): warm-up, then constant or cosine.

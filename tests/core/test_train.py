@@ -102,8 +102,10 @@ def test_stopping_part_way_along_a_longer_schedule():
     prefix = [full.lr_at(s) for s in range(15)]
     assert float(model.w) == pytest.approx(-sum(prefix), rel=1e-6)
     assert part.lr_at(14) > 0.05 * part.lr  # not decayed to zero at its own end
-    with pytest.raises(ConfigError, match="schedule_steps"):
-        TrainConfig(schedule_steps=0)
+    with pytest.raises(ConfigError, match="cosine"):
+        TrainConfig(schedule_steps=30)
+    with pytest.raises(ConfigError, match="reach 0 before training ends"):
+        TrainConfig(steps=20, schedule_steps=10, lr_schedule="cosine")
 
 
 def test_ema_weights_are_the_exponential_average():

@@ -95,6 +95,10 @@ def test_dds_data_consistency_fits_the_measurements() -> None:
                             final_consistency=True, generator=torch.Generator().manual_seed(0))
         misfit.append(float((op(res.samples) - y).norm() / y.norm()))
     assert misfit[1] < 0.2 * misfit[0]
+    # a single step is corrected too; a float64 sinogram is accepted
+    one = dds_posterior(prior, op, y.double(), 0.01, n_samples=2, steps=1, cg_iterations=20,
+                        lam=0.0, generator=torch.Generator().manual_seed(0))
+    assert float((op(one.samples.double()) - y.double()).norm() / y.norm()) < misfit[0]
     with pytest.raises(ConfigError, match="eta"):
         dds_posterior(prior, op, y, 0.01, eta=2.0)
 

@@ -87,3 +87,12 @@ def test_ddim_denoised_fn_replaces_each_estimate():
                       x_init=sde.prior_sampling((4, 2), generator=g).double(), denoised_fn=pin)
     assert torch.equal(x, target)
     assert len(calls) == 7 and calls == sorted(calls, reverse=True)
+    # an identity hook changes nothing; a hook that moves x0 moves every later state
+    x0 = sde.prior_sampling((4, 2), generator=torch.Generator().manual_seed(3)).double()
+    plain = samplers.ddim(gaussian_score(sde), sde, (4, 2), steps=7, x_init=x0)
+    same = samplers.ddim(gaussian_score(sde), sde, (4, 2), steps=7, x_init=x0,
+                         denoised_fn=lambda x, t: x)
+    shifted = samplers.ddim(gaussian_score(sde), sde, (4, 2), steps=7, x_init=x0,
+                            denoised_fn=lambda x, t: x + 0.1)
+    assert torch.equal(plain, same)
+    assert (shifted - plain).abs().min() > 0.05

@@ -217,7 +217,8 @@ def dds_posterior(
     `cg_iterations` CG iterations from x0_hat on (A^T A + lam ||A||^2 I) x = A^T y +
     lam ||A||^2 x0_hat; the few iterations and lam keep the noise out (noise_std is checked only).
     final_consistency: also correct the last estimate (off: the answer is the prior's denoiser
-    output, which the previous steps have already brought to the data).
+    output, which the previous steps have already brought to the data; a single step is always
+    corrected).
     """
     _check(op, y, noise_std, n_samples)
     if steps < 1 or cg_iterations < 1:
@@ -230,14 +231,14 @@ def dds_posterior(
     last_t = float(sde.eps) + 1.5 * (sde.T - sde.eps) / steps  # the last step starts at eps + dt
 
     def consistent(u0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if not final_consistency and float(t[0]) < last_t:
+        if not final_consistency and steps > 1 and float(t[0]) < last_t:
             return u0
         x0 = prior.to_image(u0)
         x = conjugate_gradient(
             lambda v: op.normal(v) + ridge * v, aty + ridge * x0, x0=x0,
             iterations=cg_iterations, tol=1e-10,
         )
-        return x * prior.scale + prior.shift
+        return (x * prior.scale + prior.shift).to(u0.dtype)
 
     was_training = model.training
     model.eval()

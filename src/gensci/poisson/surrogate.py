@@ -373,7 +373,7 @@ def predict(
     if guidance < 0:
         raise ConfigError(f"guidance weight must be >= 0; got {guidance}")
     if (guidance or project) and c.coefficient_channel:
-        raise ConfigError("guidance is implemented for the Laplacian only (a = 1)")
+        raise ConfigError("guidance and projection are implemented for the Laplacian only (a = 1)")
     if project < 0:
         raise ConfigError(f"projection iterations must be >= 0; got {project}")
     if project and (c.kind != "diffusion" or sampler != "ddim"):

@@ -45,7 +45,10 @@ def train_prior_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
     lr: Annotated[float, typer.Option("--lr")] = 5e-4,
     lr_schedule: Annotated[
-        str, typer.Option("--lr-schedule", help="constant | cosine (decays to 0 at --steps)")
+        str,
+        typer.Option(
+            "--lr-schedule", help="constant | cosine (decays to 0 at --schedule-steps or --steps)"
+        ),
     ] = "constant",
     schedule_steps: Annotated[
         int | None,

@@ -39,7 +39,7 @@ class PriorSpec:
     steps: int = 4000
     batch_size: int = 16
     lr: float = 5e-4
-    lr_schedule: str = "constant"  # or "cosine" (decays to 0 at `steps`; fix steps up front)
+    lr_schedule: str = "constant"  # or "cosine" (decays to 0 at schedule_steps, default steps)
     schedule_steps: int | None = None  # cosine length when training stops before its end
     ema_decay: float = 0.999
     base_channels: int = 16
@@ -52,6 +52,13 @@ class PriorSpec:
     def __post_init__(self) -> None:
         if self.augment < 0:
             raise ConfigError(f"augment={self.augment} must be >= 0")
+        if self.schedule_steps is not None and (
+            self.lr_schedule != "cosine" or self.schedule_steps < self.steps
+        ):
+            raise ConfigError(
+                f"--schedule-steps {self.schedule_steps} needs --lr-schedule cosine and must be "
+                f">= --steps {self.steps}"
+            )
         if self.kind not in PRIOR_KINDS:
             raise ConfigError(f"unknown prior kind {self.kind!r}; choose one of {PRIOR_KINDS}")
         factor = 2 ** (len(self.channel_mults) - 1)
