@@ -60,14 +60,7 @@ finish_poisson() {  # kind
   $PY benchmarks/poisson.py train --kind "$1" $extra --steps "$n" --batch-size 32 --lr 2e-3 \
     --lr-schedule cosine --warmup 200 --device "$DEVICE" >> "$LOG/train_$1.txt" 2>&1
 }
-finish_ct() {  # run, then the train-prior options it was started with
-  d=$CT/$1; shift
-  [ -f "$d/prior.safetensors" ] || [ ! -f "$d/train/last.pt" ] && return
-  n=$($PY -c "import torch; print(torch.load('$d/train/last.pt', weights_only=False)['step'])")
-  echo "$d cut at step $n" >> "$LOG/env.txt"
-  $PY -m gensci.cli ct train-prior --out "$d" "$@" --steps "$n" --device "$DEVICE" \
-    >> "$LOG/finish_ct.txt" 2>&1
-}
+source "$(dirname "$0")/gpu_common.sh"  # finish_ct
 
 # core throughput first, alone on the GPU
 $PY benchmarks/core.py --device "$DEVICE" --out benchmarks/results/core_cuda.json \
@@ -92,8 +85,8 @@ for kind in diffusion regression varcoef; do
     --device "$DEVICE" > "$LOG/train_$kind.txt" 2>&1 &
 done
 wait
-finish_ct prior64 "${CT_PRIOR[@]}"
-finish_ct vae64 "${CT_VAE[@]}"
+finish_ct "$CT/prior64" "$LOG" "${CT_PRIOR[@]}"
+finish_ct "$CT/vae64" "$LOG" "${CT_VAE[@]}"
 for kind in diffusion regression varcoef; do finish_poisson $kind; done
 echo "training wall seconds: $(( $(date +%s) - start ))" >> "$LOG/env.txt"
 

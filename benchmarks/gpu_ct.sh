@@ -36,14 +36,7 @@ collect() {
 }
 trap collect EXIT
 
-finish() {  # run, then the train-prior options it was started with
-  d=$CT/$1; shift
-  [ -f "$d/prior.safetensors" ] || [ ! -f "$d/train/last.pt" ] && return
-  n=$($PY -c "import torch; print(torch.load('$d/train/last.pt', weights_only=False)['step'])")
-  echo "$d cut at step $n" >> "$CT/logs/env.txt"
-  $PY -m gensci.cli ct train-prior --out "$d" "$@" --steps "$n" --device "$DEVICE" \
-    >> "$CT/logs/finish.txt" 2>&1
-}
+source "$(dirname "$0")/gpu_common.sh"  # finish_ct
 
 { nvidia-smi --query-gpu=name,memory.total --format=csv
   $PY -c "import torch; print(torch.__version__, torch.cuda.is_available())"; } > "$CT/logs/env.txt" 2>&1
@@ -53,6 +46,6 @@ timeout "$TRAIN_LIMIT" $PY -m gensci.cli ct train-prior --out "$CT/prior64" "${P
 timeout "$TRAIN_LIMIT" $PY -m gensci.cli ct train-prior --out "$CT/prior128" "${P128[@]}" \
   --steps "$STEPS128" --device "$DEVICE" > "$CT/logs/train128.txt" 2>&1 &
 wait
-finish prior64 "${P64[@]}"
-finish prior128 "${P128[@]}"
+finish_ct "$CT/prior64" "$CT/logs" "${P64[@]}"
+finish_ct "$CT/prior128" "$CT/logs" "${P128[@]}"
 echo "wall seconds: $(( $(date +%s) - start ))" >> "$CT/logs/env.txt"

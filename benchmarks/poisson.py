@@ -271,6 +271,13 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8, proje
 
         reg = predict(models["regression"], sub.rho, sub.boundary)[0]
         setups = {"diffusion": {}, "diffusion_refine": {"init": reg, "t_start": REFINE_T}}
+
+        def scored(pred: np.ndarray, base: dict, **more: float) -> dict[str, float]:
+            """Physics stats of pred, with the unguided median residual over pred's."""
+            mg = physics(pred, sub)
+            ratio = np.median(base["rel_residual"]) / np.median(mg["rel_residual"])
+            return {**_stats(mg), **more, "residual_ratio_median": float(ratio)}
+
         results["guidance"] = {"count": len(sub)}
         warm = {"count": len(sub), "zero": float(cg_iterations(sub, None).mean()),
                 "regression": float(cg_iterations(sub, reg).mean())}
@@ -280,38 +287,26 @@ def evaluate(per_family: int = 50, steps: int = 16, guidance: float = 1.8, proje
             mp = physics(plain, sub)
             entry = {"unguided": _stats(mp)}
             warm[name] = float(cg_iterations(sub, plain).mean())
-            for weight in sorted({0.5 * guidance, guidance}):
-                g, gsec = _timed(predict, models["diffusion"], sub.rho, sub.boundary,
-                                 steps=steps, seed=1, guidance=weight, **extra)
-                mg = physics(g[0], sub)
-                entry[f"weight_{weight:g}"] = {
-                    **_stats(mg), "seconds": gsec,
-                    "residual_ratio_median": float(np.median(mp["rel_residual"])
-                                                   / np.median(mg["rel_residual"])),
-                }
-            warm[f"{name}_guided_{guidance:g}"] = float(cg_iterations(sub, g[0]).mean())
+
+            variants = [(f"weight_{w:g}", {"guidance": w}) for w in sorted({0.5 * guidance,
+                                                                              guidance})]
             # projection: CG iterations on the PDE applied to every DDIM estimate
-            for k in sorted({max(1, project // 2), project}) if project > 0 else []:
+            if project > 0:
+                variants += [(f"projected_{k}", {"project": k})
+                             for k in sorted({max(1, project // 2), project})]
+            for key, how in variants:
                 g, gsec = _timed(predict, models["diffusion"], sub.rho, sub.boundary,
-                                 steps=steps, seed=1, project=k, **extra)
-                mg = physics(g[0], sub)
-                entry[f"projected_{k}"] = {
-                    **_stats(mg), "seconds": gsec,
-                    "residual_ratio_median": float(np.median(mp["rel_residual"])
-                                                   / np.median(mg["rel_residual"])),
-                }
-                warm[f"{name}_projected_{k}"] = float(cg_iterations(sub, g[0]).mean())
-            # the same number of CG iterations applied once, to the unguided answer only
-            if project <= 0:
-                results["guidance"][name] = entry
-                continue
-            once = np.stack([poisson_cg(sub.rho[i], sub.boundary[i], phi0=plain[i], tol=0.0,
-                                        maxiter=project).x for i in range(len(sub))])
-            mo = physics(once, sub)
-            entry[f"final_cg_{project}_only"] = {
-                **_stats(mo), "residual_ratio_median": float(np.median(mp["rel_residual"])
-                                                             / np.median(mo["rel_residual"])),
-            }
+                                 steps=steps, seed=1, **how, **extra)
+                entry[key] = scored(g[0], mp, seconds=gsec)
+                if "project" in how or how["guidance"] == guidance:
+                    label = key if "project" in how else f"guided_{guidance:g}"
+                    warm[f"{name}_{label}"] = float(cg_iterations(sub, g[0]).mean())
+            if project > 0:
+                # the same number of CG iterations applied once, to the unguided answer only
+                once = np.stack([poisson_cg(sub.rho[i], sub.boundary[i], phi0=plain[i],
+                                            tol=0.0, maxiter=project).x
+                                 for i in range(len(sub))])
+                entry[f"final_cg_{project}_only"] = scored(once, mp)
             results["guidance"][name] = entry
         print(json.dumps(results["guidance"], indent=1), flush=True)
         # what any warm start can give CG here: exact solution + a smooth error of given size
