@@ -36,16 +36,16 @@ RESULTS = Path(__file__).parent / "results" / "cells.json"
 METHODS = ("vae_decoded", "vae_residual", "cvae_decoded")
 
 
-def _merge(part: str, value: dict) -> None:
+def _merge(part: str, value: dict, results: Path = RESULTS) -> None:
     """Write `value` under `part` in the results file, keeping the other parts."""
     from gensci.runtime import atomic_write_text
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(results.read_text()) if results.exists() else {}
     data[part] = value
     data["machine"] = {"platform": platform.platform(), "torch": torch.__version__,
                        "threads": torch.get_num_threads()}
-    atomic_write_text(RESULTS, json.dumps(data, indent=2), overwrite=True)
+    atomic_write_text(results, json.dumps(data, indent=2), overwrite=True)
 
 
 def loo(args: argparse.Namespace) -> None:
@@ -56,17 +56,18 @@ def loo(args: argparse.Namespace) -> None:
 
     adata = make_perturbation_benchmark(seed=args.seed)
     setup_anndata(adata, "condition", "control", "stimulated", "cell_type")
-    cfg = StudyConfig(scale=args.scale, methods=tuple(args.methods), seed=args.seed,
-                      device="cpu", progress=True)
+    # --seed draws the data and seeds the models; --config may override the models' seed alone
+    cfg = StudyConfig(**{"scale": args.scale, "methods": tuple(args.methods), "seed": args.seed,
+                         "device": "cpu", "progress": True, **json.loads(args.config)})
     t0, c0 = time.perf_counter(), time.process_time()
     res = run_study(adata, args.out, cfg, overwrite=args.overwrite)
     res["wall_seconds"] = time.perf_counter() - t0
     res["cpu_seconds"] = time.process_time() - c0
     res["command"] = "OMP_NUM_THREADS=1 python benchmarks/cells.py loo " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if k not in ("cmd", "methods", "overwrite")
-    )
-    _merge("leave_one_cell_type_out", res)
+        if k not in ("cmd", "methods", "overwrite", "config")
+    ) + f" --methods {' '.join(args.methods)} --config '{args.config}'"
+    _merge("leave_one_cell_type_out", res, Path(args.results))
     for line in res["verdict"]["lines"]:
         print(line)
 
@@ -172,6 +173,10 @@ def main() -> None:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--methods", nargs="+", default=list(METHODS))
     a.add_argument("--overwrite", action="store_true")
+    a.add_argument("--config", default="{}",
+                   help='StudyConfig fields as JSON, e.g. \'{"kl_weight": 5e-4}\'')
+    a.add_argument("--results", default=str(RESULTS),
+                   help="JSON file to merge the figures into (default: the benchmark's)")
     o = sub.add_parser("oracle")
     o.add_argument("--seed", type=int, default=0)
     t = sub.add_parser("timing")

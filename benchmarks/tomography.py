@@ -143,6 +143,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="where the study runs: cpu | cuda | auto")
     parser.add_argument("--skip-study", action="store_true")
+    parser.add_argument("--validation", action="store_true",
+                        help="run the study on the guard-gap slices (4 on each side of the "
+                             "held-out block; never trained on) to choose settings, not on the "
+                             "held-out block")
     parser.add_argument("--skip-anchors", action="store_true",
                         help="skip the projector timings and the 128 x 128 classical anchor")
     parser.add_argument("--out", type=Path, default=RESULTS / "tomography.json")
@@ -192,7 +196,16 @@ def main() -> None:
             }
         report = prepare_out_dir(args.out.with_suffix(""), overwrite=args.overwrite)
         t0 = time.perf_counter()
-        result["study"] = run_study(cfg, split.heldout, split.heldout_z, prior, vae, report, dev)
+        images, zs = split.heldout, split.heldout_z
+        if args.validation:
+            from gensci.tomography.data import axial_slices, load_mni152
+
+            lo, hi = int(split.heldout_z[0]), int(split.heldout_z[-1])
+            zs = np.r_[lo - 4 : lo, hi + 1 : hi + 5]
+            assert not set(zs.tolist()) & set(split.train_z.tolist()), "guard slices trained on"
+            images = axial_slices(load_mni152(), args.resolution)[zs]
+            result["validation_slices_z"] = zs.tolist()
+        result["study"] = run_study(cfg, images, zs, prior, vae, report, dev)
         result["study_seconds"] = time.perf_counter() - t0
         print(results_table(result["study"]))
     atomic_write_text(args.out, json.dumps(result, indent=1), overwrite=args.overwrite)
