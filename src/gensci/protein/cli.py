@@ -56,13 +56,13 @@ def train_cmd(
     format: FormatOpt = None,
     focus: FocusOpt = None,
     latent_dim: Annotated[int, typer.Option("--latent-dim")] = 8,
-    hidden: Annotated[str, typer.Option("--hidden", help="widths, e.g. 256,128")] = "256,128",
+    hidden: Annotated[str, typer.Option("--hidden", help="widths, e.g. 256,128")] = "128",
     steps: Annotated[int, typer.Option("--steps")] = 3000,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     lr: Annotated[float, typer.Option("--lr")] = 1e-3,
     kl_warmup: Annotated[int, typer.Option("--kl-warmup", help="KL annealing steps")] = 1000,
-    dropout: Annotated[float, typer.Option("--dropout")] = 0.1,
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.01,
+    dropout: Annotated[float, typer.Option("--dropout")] = 0.2,
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.05,
     identity: Annotated[
         float, typer.Option("--identity", help="reweighting identity threshold")
     ] = 0.8,

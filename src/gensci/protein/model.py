@@ -30,14 +30,14 @@ class FamilyConfig:
     """Model and training settings; defaults fit a few hundred aligned sequences on one CPU."""
 
     latent_dim: int = 8
-    hidden: tuple[int, ...] = (256, 128)
-    dropout: float = 0.1
+    hidden: tuple[int, ...] = (128,)
+    dropout: float = 0.2
     kl_weight: float = 1.0
     kl_warmup_steps: int = 1000
     steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
-    weight_decay: float = 0.01
+    weight_decay: float = 0.05
     identity_threshold: float = 0.8  # sequence reweighting
     reweight: bool = True
     val_fraction: float = 0.0  # > 0: hold out this share of rows for early stopping
