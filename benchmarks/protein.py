@@ -40,7 +40,7 @@ from gensci.protein.metrics import auc, column_shuffled, covariation_fidelity, p
 from gensci.protein.model import FamilyConfig, train_family
 from gensci.protein.scoring import score_mutants
 from gensci.protein.study import assess, summarise
-from gensci.protein.weights import sequence_weights
+from gensci.protein.weights import nearest_identity, sequence_weights
 
 TARGETS = {
     "auc_column_shuffled": ">= 0.95",
@@ -49,11 +49,6 @@ TARGETS = {
     "hmm_recognised": ">= 0.90 at E <= 1e-3",
     "covariation_r": ">= 0.5 (site-independent about 0)",
 }
-
-
-def nearest_identity(train_codes: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Return each row's identity (share of aligned columns) to its nearest training row."""
-    return np.stack([(row[None] == train_codes).mean(1).max() for row in codes])
 
 
 def pair_model_scores(
@@ -193,7 +188,8 @@ def run_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     # held-out naturals vs decoys
     test_codes, train_codes = test.encode(), train.encode()
-    site = SiteIndependent.fit(train_codes, sequence_weights(train_codes))
+    train_w = sequence_weights(train_codes)
+    site = SiteIndependent.fit(train_codes, train_w)
     col_dec = np.concatenate(
         [column_shuffled(test_codes, len(test_codes), np.random.default_rng(s)) for s in range(20)]
     )
@@ -226,12 +222,11 @@ def run_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     # anchors: how far the training rows themselves separate naturals from column shuffles
     t0 = time.perf_counter()
-    (p_test, p_col) = pair_model_scores(train_codes, sequence_weights(train_codes),
-                                        [test_codes, col_dec])
+    (p_test, p_col) = pair_model_scores(train_codes, train_w, [test_codes, col_dec])
     discrimination["anchors"] = {
         "nearest_training_identity": {
-            "auc_column_shuffled": auc(nearest_identity(train_codes, test_codes),
-                                       nearest_identity(train_codes, col_dec)),
+            "auc_column_shuffled": auc(nearest_identity(test_codes, train_codes)[0],
+                                       nearest_identity(col_dec, train_codes)[0]),
         },
         "potts_pseudo_likelihood": {
             "auc_column_shuffled": auc(p_test["pseudo_likelihood"], p_col["pseudo_likelihood"]),

@@ -95,3 +95,20 @@ def test_study_writes_report(tmp_path: Path) -> None:
     assert summary["n_sequences"] == 38
     assert 0.0 <= summary["vae"]["pass_rates"]["all"] <= 1.0
     assert "covariation_r" in summary["site_independent"]
+
+
+def test_train_defaults_match_family_config() -> None:
+    """The CLI's model defaults are FamilyConfig's, so the documented defaults cannot drift."""
+    import inspect
+
+    from gensci.protein.cli import train_cmd
+    from gensci.protein.model import FamilyConfig
+
+    params = inspect.signature(train_cmd).parameters
+    cfg = FamilyConfig()
+    assert tuple(int(h) for h in params["hidden"].default.split(",")) == cfg.hidden
+    for cli_name, field in [("latent_dim", "latent_dim"), ("steps", "steps"),
+                            ("batch_size", "batch_size"), ("lr", "lr"),
+                            ("kl_warmup", "kl_warmup_steps"), ("dropout", "dropout"),
+                            ("weight_decay", "weight_decay"), ("identity", "identity_threshold")]:
+        assert params[cli_name].default == getattr(cfg, field), cli_name
