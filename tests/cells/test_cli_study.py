@@ -50,6 +50,13 @@ def test_train_predict_cli_detects_keys_and_leaves_input(h5ad, tmp_path):
     info = pred.uns["gensci_cells_prediction"]
     assert "CD19+ B" not in list(info["latent_delta"]["cell_types"])  # held out stays out
     assert _digest(h5ad) == before
+    res = runner.invoke(app, ["predict", str(model), str(h5ad), "--cell-type", "CD19+ B",
+                              "--out", str(tmp_path / "reg.h5ad"), "--n-bootstrap", "0",
+                              "--delta", "regression", "--ridge", "2"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    reg = ad.read_h5ad(tmp_path / "reg.h5ad")
+    assert reg.uns["gensci_cells_prediction"]["delta"] == "regression"
+    assert reg.obsm["X_gensci_latent_delta"].shape[0] == reg.n_obs
     # No clobbering: the same outputs again are refused.
     res = runner.invoke(app, ["predict", str(model), str(h5ad), "--cell-type", "CD19+ B",
                               "--out", str(out)])
@@ -78,6 +85,7 @@ def test_study_tiny_writes_report(tmp_path):
         ["CD14+ Monocyte", "CD19+ B", "CD4+/CD25 T Reg", "CD8+ Cytotoxic T", "Dendritic"]
     )
     cfg = StudyConfig(scale="tiny", cell_types=("CD4+/CD25 T Reg",), progress=False,
+                      methods=("vae", "vae_regression"),
                       overrides={"max_epochs": 2, "n_bootstrap": 10})
     res = run_study(a, tmp_path / "report", cfg)
     out = tmp_path / "report"
@@ -88,11 +96,15 @@ def test_study_tiny_writes_report(tmp_path):
     assert ad.read_h5ad(out / "predicted" / f"{name}.h5ad").n_obs == 34
     assert "Against the targets" in (out / "report.md").read_text()
     s = res["summary"]
-    assert set(s) == {"control", "gene_shift", "pca_shift", "vae"}
+    assert set(s) == {"control", "gene_shift", "pca_shift", "vae", "vae_regression"}
+    # one model serves both deltas: they differ only in the shift
+    assert s["vae"]["r2_deg"]["value"] != s["vae_regression"]["r2_deg"]["value"]
     assert s["gene_shift"]["r2_deg"]["value"] > s["control"]["r2_deg"]["value"]
     with pytest.raises(OutputExistsError):
         run_study(a, out, cfg)
     with pytest.raises(ConfigError):
         StudyConfig(scale="huge")
+    with pytest.raises(ConfigError, match="ridge"):
+        StudyConfig(ridge=-1.0)
     with pytest.raises(DataError):
         run_study(a, None, StudyConfig(scale="tiny", cell_types=("Neuron",), progress=False))

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from gensci.cells import baselines
 from gensci.cells.data import detect_keys, make_perturbation_benchmark
-from gensci.cells.delta import balanced_delta
+from gensci.cells.delta import balanced_delta, regressed_delta
 from gensci.cells.metrics import evaluate_prediction, r2_pearson, r2_score, summarise, top_degs
 from gensci.cells.registry import cell_mask, check_data_state, get_registry, setup_anndata
 from gensci.errors import ConfigError, DataError
@@ -119,6 +119,48 @@ def test_balanced_delta_modes():
         balanced_delta(x, types, pert, restrict_to=["C"])
     with pytest.raises(ConfigError):
         balanced_delta(x, types, pert, balance="median")
+
+
+def _affine_types(rng, n_types=6, d=3, cells=40):
+    """Cells of `n_types` types whose delta is an affine function of the type's control mean."""
+    B = rng.normal(size=(d, d))
+    b = rng.normal(size=d)
+    xs, types, pert = [], [], []
+    for t in range(n_types):
+        mu = rng.normal(size=d) * 2
+        noise = rng.normal(size=(cells, d)) * 0.3
+        noise -= noise.mean(0)  # exact type means, so the regression is exact
+        xs += [mu + noise, mu + B @ mu + b + noise]
+        types += [f"T{t}"] * (2 * cells)
+        pert += [False] * cells + [True] * cells
+    return np.concatenate(xs), np.array(types), np.array(pert), B, b
+
+
+def test_regressed_delta_recovers_an_affine_response():
+    rng = np.random.default_rng(0)
+    x, types, pert, B, b = _affine_types(rng)
+    query = rng.normal(size=(5, 3)) * 2
+    per_cell, res = regressed_delta(x, types, pert, query, ridge=1e-9, n_bootstrap=20)
+    # 6 types in 3 dimensions determine the affine map: each query cell gets its own delta.
+    np.testing.assert_allclose(per_cell, query @ B.T + b, atol=1e-5)
+    np.testing.assert_allclose(res.delta, per_cell.mean(0))
+    assert res.mode == "regression" and len(res.cell_types) == 6
+    assert np.all(res.ci_low <= res.delta + 1e-9) and np.all(res.delta <= res.ci_high + 1e-9)
+    # A large penalty gives back the mean of the per-type deltas (the balanced mean delta).
+    per_cell, res = regressed_delta(x, types, pert, query, ridge=1e9)
+    type_means = balanced_delta(x, types, pert, "downsample").delta  # equal sizes: exact
+    np.testing.assert_allclose(per_cell, np.broadcast_to(type_means, (5, 3)), atol=1e-6)
+
+
+def test_regressed_delta_errors():
+    rng = np.random.default_rng(1)
+    x, types, pert, _, _ = _affine_types(rng, n_types=3)
+    with pytest.raises(ConfigError, match="ridge"):
+        regressed_delta(x, types, pert, x[:2], ridge=0.0)
+    with pytest.raises(DataError, match=">= 2 cell types"):
+        regressed_delta(x, types, pert, x[:2], restrict_to=["T0"])
+    with pytest.raises(DataError, match="same columns"):
+        regressed_delta(x, types, pert, x[:2, :2])
 
 
 def test_baselines_and_evaluation(bench):

@@ -63,6 +63,28 @@ def test_predict_returns_annotated_anndata(small, trained):
     assert np.abs(pred.X.mean(0) - small.X[ctrl.to_numpy()].mean(0)).max() > 0.01
 
 
+def test_regression_delta_gives_each_cell_its_shift(small, trained):
+    pred = trained.predict(HELD, adata=small, n_bootstrap=10, delta="regression", ridge=0.5)
+    info = pred.uns[PREDICT_KEY]
+    assert info["delta"] == "regression" and info["ridge"] == 0.5
+    shifts = pred.obsm["X_gensci_latent_delta"]
+    assert shifts.shape == (pred.n_obs, 4)
+    assert np.ptp(shifts, axis=0).max() > 0  # cells differ in their shift
+    np.testing.assert_allclose(info["latent_delta"]["delta"], shifts.mean(0), atol=1e-5)
+    # The prediction is the decoder at each cell's own shifted point.
+    import torch
+
+    ctrl = ((small.obs["cell_type"] == HELD) & (small.obs["condition"] == "control")).to_numpy()
+    z = trained._encode(torch.from_numpy(np.asarray(small.X[ctrl])), None)
+    again = trained._decode(z + torch.from_numpy(shifts), None).numpy()
+    np.testing.assert_allclose(pred.X, again, atol=1e-5)
+    # A very large penalty returns the mean of the per-type deltas for every cell.
+    flat = trained.predict(HELD, adata=small, n_bootstrap=0, delta="regression", ridge=1e9)
+    assert np.ptp(flat.obsm["X_gensci_latent_delta"], axis=0).max() < 1e-5
+    with pytest.raises(ConfigError, match="unknown delta"):
+        trained.predict(HELD, adata=small, delta="median")
+
+
 def test_restricted_delta_and_errors(small, trained):
     d = trained.latent_delta(restrict_to=["CD19+ B"], n_bootstrap=0)
     assert d.cell_types == ["CD19+ B"]
@@ -126,6 +148,8 @@ def test_conditional_variant_label_convention():
     assert (pred.obs["label"] == "predicted").all()
     assert pred.uns[PREDICT_KEY]["method"] == "cvae_label_swap"
     assert np.isfinite(pred.X).all()
+    with pytest.raises(ConfigError, match="unconditional"):
+        m.predict("Dendritic", adata=a, n_bootstrap=0, delta="regression")
 
 
 def test_counts_refused_and_untrained(small):

@@ -10,7 +10,7 @@
 """
 
 from gensci.cells.data import CONVENTIONS, detect_keys, make_perturbation_benchmark
-from gensci.cells.delta import balanced_delta
+from gensci.cells.delta import balanced_delta, regressed_delta
 from gensci.cells.registry import check_data_state, get_registry, setup_anndata
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "get_registry",
     "leave_out",
     "make_perturbation_benchmark",
+    "regressed_delta",
     "setup_anndata",
 ]
 

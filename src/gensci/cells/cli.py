@@ -154,6 +154,10 @@ def predict(
     restrict_to: Annotated[list[str] | None, typer.Option(
         "--restrict-to", help="estimate the delta from these cell types only (repeatable)")] = None,
     output: Annotated[str, typer.Option(help="decoded (scGen) | residual")] = "decoded",
+    delta: Annotated[str, typer.Option(
+        help="mean (scGen: one delta) | regression (each cell's own, from the type regression)")
+    ] = "mean",
+    ridge: Annotated[float, typer.Option(help="penalty of the regression delta")] = 1.0,
     n_bootstrap: Annotated[int, typer.Option(help="bootstrap draws of the delta")] = 200,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
@@ -178,7 +182,8 @@ def predict(
         train_adata = leave_out(train_adata, t)
     m = PerturbationModel.load(_model_path(model), train_adata, device=str(resolve_device(device)))
     pred = m.predict(cell_type, adata=adata, balance=balance, restrict_to=restrict_to,
-                     n_bootstrap=n_bootstrap, seed=seed, output=output)
+                     n_bootstrap=n_bootstrap, seed=seed, output=output, delta=delta,
+                     ridge=ridge)
     atomic_save(out, lambda tmp: pred.write_h5ad(tmp), overwrite=overwrite, suffix=".h5ad")
     d = pred.uns["gensci_cells_prediction"]["latent_delta"]
     typer.echo(f"wrote {out} ({pred.n_obs} predicted cells; |delta z| = {d['norm']:.3f} "
@@ -200,7 +205,9 @@ def study(
         "--cell-type", help="held-out type (repeatable; default: all with >= --min-cells)")] = None,
     min_cells: Annotated[int, typer.Option(help="smallest cell type to hold out")] = 50,
     method: Annotated[list[str] | None, typer.Option(
-        "--method", help="vae | cvae | vae_decoded | ... (repeatable)")] = None,
+        "--method",
+        help="vae | vae_residual | vae_regression | cvae | cvae_residual (repeatable)")] = None,
+    ridge: Annotated[float, typer.Option(help="penalty of the regression delta")] = 1.0,
     embedding: Annotated[str, typer.Option(help="pca | umap")] = "pca",
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
@@ -222,7 +229,7 @@ def study(
     cfg = StudyConfig(
         scale=scale, methods=tuple(method or ("vae",)), min_cells=min_cells,
         cell_types=tuple(cell_type) if cell_type else None, embedding=embedding, seed=seed,
-        device=device,
+        device=device, ridge=ridge,
     )
     result = run_study(adata, out, cfg, overwrite=overwrite)
     for line in result["verdict"]["lines"]:

@@ -9,7 +9,9 @@
 
 Unconditional model (default, scGen): encode the type's control cells, add the balanced latent
 delta z = mean z(perturbed) - mean z(control) of the training cells (see ``gensci.cells.delta``),
-decode. Conditional model (``conditional=True``): the condition (0 = control, 1 = perturbed) is a
+decode. ``predict(..., delta="regression")`` shifts every cell by its own delta instead, from a
+ridge regression of the training types' deltas on their control means (scVIDR's cell-type
+specific delta). Conditional model (``conditional=True``): the condition (0 = control, 1 = perturbed) is a
 decoder input (n_labels=2; the encoder sees it too unless ``cond_in_encoder=False``); encode the
 control cells as controls and decode them as perturbed. Either way the latent delta and its
 bootstrap interval are stored in the prediction's ``.uns``.
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gensci.cells.delta import BALANCE_MODES, balanced_delta
+from gensci.cells.delta import BALANCE_MODES, DELTA_MODES, balanced_delta, regressed_delta
 from gensci.cells.registry import (
     CellsRegistry,
     cell_mask,
@@ -242,15 +244,20 @@ class PerturbationModel:
     ):  # type: ignore[no-untyped-def]
         """Return the DeltaResult of the training cells' latent means (perturbed - control)."""
         self._require_trained()
+        z, types, pert = self._training_latent()
+        return balanced_delta(
+            z, types, pert, balance=balance, restrict_to=restrict_to,
+            seed=seed, n_bootstrap=n_bootstrap,
+        )
+
+    def _training_latent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (z (n, latent), cell types (n,), is_perturbed (n,)) of the training cells."""
         reg = self.registry
         mask = cell_mask(self.adata, reg, "control") | cell_mask(self.adata, reg, "perturbed")
         x, c = self._tensors(self.adata, mask)
         z = self._encode(x, c).numpy()
         types = self.adata.obs[reg.cell_type_key].astype(str).to_numpy()[mask]
-        return balanced_delta(
-            z, types, c.numpy().astype(bool), balance=balance, restrict_to=restrict_to,
-            seed=seed, n_bootstrap=n_bootstrap,
-        )
+        return z, types, c.numpy().astype(bool)
 
     def predict(
         self,
@@ -261,6 +268,8 @@ class PerturbationModel:
         n_bootstrap: int = 200,
         seed: int = 0,
         output: str = "decoded",
+        delta: str = "mean",
+        ridge: float = 1.0,
     ):  # type: ignore[no-untyped-def]
         """Return an AnnData of predicted perturbed cells, one per control cell of `cell_type`.
 
@@ -269,10 +278,16 @@ class PerturbationModel:
         x + decode(z + delta) - decode(z) (CVAE: decode(z, perturbed) - decode(z, control)), which
         cancels the reconstruction error of each cell and keeps its own detail.
 
+        delta="mean" (scGen): one latent delta for every cell, balanced per `balance`.
+        delta="regression": each cell's own delta from the ridge regression (penalty `ridge`) of
+        the training types' deltas on their control means (``gensci.cells.delta.regressed_delta``;
+        unconditional model only); `balance` does not apply.
+
         The control cells come from `adata` (default: the training AnnData); the delta from the
         training cells (balanced per `balance`, over `restrict_to` types if given). obs is copied
         from the control cells with obs[condition_key] = "predicted" (the source cell's name in
-        obs["source_cell"]); uns["gensci_cells_prediction"] holds the delta and its interval.
+        obs["source_cell"]); uns["gensci_cells_prediction"] holds the delta and its interval (for the
+        regression: of the cells' mean delta; each cell's own in obsm["X_gensci_latent_delta"]).
         """
         import anndata as ad
 
@@ -281,6 +296,13 @@ class PerturbationModel:
             raise ConfigError(f"unknown balance {balance!r}; choose one of {BALANCE_MODES}")
         if output not in OUTPUTS:
             raise ConfigError(f"unknown output {output!r}; choose one of {OUTPUTS}")
+        if delta not in DELTA_MODES:
+            raise ConfigError(f"unknown delta {delta!r}; choose one of {DELTA_MODES}")
+        if delta == "regression" and self.conditional:
+            raise ConfigError(
+                "delta='regression' shifts the latent point and needs the unconditional model; "
+                "the conditional model predicts by swapping the condition label"
+            )
         adata = self.adata if adata is None else adata
         self._check_genes(adata)
         reg = get_registry(adata)
@@ -290,14 +312,23 @@ class PerturbationModel:
                 f"cell type {cell_type!r} has no control cells "
                 f"({reg.condition_key} == {reg.control!r}) to predict from"
             )
-        delta = self.latent_delta(balance, restrict_to, n_bootstrap, seed)
         x, c = self._tensors(adata, ctrl)
         z = self._encode(x, c)
+        if delta == "regression":
+            z_train, types, pert = self._training_latent()
+            shift, result = regressed_delta(
+                z_train, types, pert, z.numpy(), ridge=ridge, restrict_to=restrict_to,
+                seed=seed, n_bootstrap=n_bootstrap,
+            )
+            shift_t = torch.as_tensor(shift, dtype=z.dtype)
+        else:
+            result = self.latent_delta(balance, restrict_to, n_bootstrap, seed)
+            shift_t = torch.as_tensor(result.delta, dtype=z.dtype)
         if self.conditional:
             pred = self._decode(z, torch.ones(len(z), dtype=torch.long))
             base = self._decode(z, torch.zeros(len(z), dtype=torch.long))
         else:
-            pred = self._decode(z + torch.as_tensor(delta.delta, dtype=z.dtype), None)
+            pred = self._decode(z + shift_t, None)
             base = self._decode(z, None)
         if output == "residual":
             pred = x + pred - base
@@ -310,10 +341,14 @@ class PerturbationModel:
             "cell_type": cell_type,
             "method": "cvae_label_swap" if self.conditional else "latent_arithmetic",
             "output": output,
-            "latent_delta": delta.to_uns(),
+            "latent_delta": result.to_uns(),
+            "delta": delta,
             "seed": int(seed),
             "registry": {k: ("" if v is None else v) for k, v in reg.to_dict().items()},
         }
+        if delta == "regression":  # every cell has its own shift
+            out.uns[PREDICT_KEY]["ridge"] = float(ridge)
+            out.obsm["X_gensci_latent_delta"] = shift.astype(np.float32)
         return out
 
     # -- persistence ----------------------------------------------------------------------------

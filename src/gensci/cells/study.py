@@ -43,7 +43,9 @@ SCALES: dict[str, dict[str, Any]] = {
              "patience": 25, "n_bootstrap": 200},
 }
 BASELINES = ("control", "gene_shift", "pca_shift")
-MODEL_METHODS = ("vae", "vae_decoded", "vae_residual", "cvae", "cvae_decoded", "cvae_residual")
+# "vae_regression": decoded output with each cell's delta from the type regression (scVIDR)
+MODEL_METHODS = ("vae", "vae_decoded", "vae_residual", "vae_regression", "cvae", "cvae_decoded",
+                 "cvae_residual")
 
 
 @dataclass
@@ -57,6 +59,7 @@ class StudyConfig:
     min_cells: int = 50
     n_degs: int = 100
     balance: str = "upsample"
+    ridge: float = 1.0  # penalty of the regression delta ("vae_regression")
     kl_weight: float = 5e-5
     pca_components: int = 50
     seed: int = 0
@@ -75,6 +78,8 @@ class StudyConfig:
             raise ConfigError(f"unknown methods {bad}; choose from {MODEL_METHODS}")
         if self.output not in OUTPUTS:
             raise ConfigError(f"unknown output {self.output!r}; choose one of {OUTPUTS}")
+        if not self.ridge > 0:
+            raise ConfigError(f"ridge must be > 0, got {self.ridge}")
 
     def settings(self) -> dict[str, Any]:
         """Return the model and training settings of the scale, with overrides applied."""
@@ -105,10 +110,13 @@ def eligible_cell_types(adata, min_cells: int = 50) -> list[str]:  # type: ignor
     return keep
 
 
-def _model_for(method: str) -> tuple[str, str | None]:
-    """Return (family, output) of a method name: 'vae' -> ('vae', None) = the configured one."""
+def _model_for(method: str) -> tuple[str, str | None, str]:
+    """Return (family, output, delta) of a method name: 'vae' -> ('vae', None, 'mean'), None
+    meaning the configured output; 'vae_regression' -> ('vae', 'decoded', 'regression')."""
     family, _, out = method.partition("_")
-    return family, (out or None)
+    if out == "regression":
+        return family, "decoded", "regression"
+    return family, (out or None), "mean"
 
 
 def evaluate_cell_type(adata, cell_type: str, cfg: StudyConfig) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -142,7 +150,7 @@ def evaluate_cell_type(adata, cell_type: str, cfg: StudyConfig) -> dict[str, Any
     models: dict[str, PerturbationModel] = {}
     train_adata = leave_out(adata, cell_type)
     for method in cfg.methods:
-        family, out = _model_for(method)
+        family, out, delta = _model_for(method)
         if family not in models:
             t0 = time.perf_counter()
             model = PerturbationModel(
@@ -157,7 +165,7 @@ def evaluate_cell_type(adata, cell_type: str, cfg: StudyConfig) -> dict[str, Any
             models[family] = model
         pred = models[family].predict(
             cell_type, adata=adata, balance=cfg.balance, seed=cfg.seed,
-            n_bootstrap=s["n_bootstrap"], output=out or cfg.output,
+            n_bootstrap=s["n_bootstrap"], output=out or cfg.output, delta=delta, ridge=cfg.ridge,
         )
         preds[method] = np.asarray(pred.X, dtype=np.float32)
     metrics = {
@@ -326,10 +334,10 @@ def _write_type_outputs(adata, out: Path, cell_type: str, res: dict, cfg: StudyC
             seed=cfg.seed, overwrite=overwrite,
         )
     if cfg.save_predictions and main in res["predictions"] and main not in BASELINES:
-        family, o = _model_for(main)
+        family, o, delta = _model_for(main)
         p = res["models"][family].predict(
             cell_type, adata=adata, balance=cfg.balance, seed=cfg.seed, n_bootstrap=0,
-            output=o or cfg.output,
+            output=o or cfg.output, delta=delta, ridge=cfg.ridge,
         )
         atomic_save(out / "predicted" / f"{name}.h5ad", lambda tmp: p.write_h5ad(tmp),
                     overwrite=overwrite, suffix=".h5ad")
