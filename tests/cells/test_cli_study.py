@@ -57,6 +57,15 @@ def test_train_predict_cli_detects_keys_and_leaves_input(h5ad, tmp_path):
     reg = ad.read_h5ad(tmp_path / "reg.h5ad")
     assert reg.uns["gensci_cells_prediction"]["delta"] == "regression"
     assert reg.obsm["X_gensci_latent_delta"].shape[0] == reg.n_obs
+    res = runner.invoke(app, ["predict", str(model), str(h5ad), "--cell-type", "CD19+ B",
+                              "--out", str(tmp_path / "auto.h5ad"), "--n-bootstrap", "0",
+                              "--step", "auto"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert ad.read_h5ad(tmp_path / "auto.h5ad").uns["gensci_cells_prediction"]["step_mode"] == "auto"
+    res = runner.invoke(app, ["predict", str(model), str(h5ad), "--cell-type", "CD19+ B",
+                              "--out", str(tmp_path / "bad.h5ad"), "--step", "-2"])
+    assert isinstance(res.exception, ConfigError) and "--step" in str(res.exception)
+    assert not (tmp_path / "bad.h5ad").exists()
     # No clobbering: the same outputs again are refused.
     res = runner.invoke(app, ["predict", str(model), str(h5ad), "--cell-type", "CD19+ B",
                               "--out", str(out)])

@@ -85,6 +85,45 @@ def test_regression_delta_gives_each_cell_its_shift(small, trained):
         trained.predict(HELD, adata=small, delta="median")
 
 
+def test_step_scales_the_shift_and_calibration_undoes_a_shrunk_delta(small, trained,
+                                                                       monkeypatch):
+    import torch
+
+    ctrl = ((small.obs["cell_type"] == HELD) & (small.obs["condition"] == "control")).to_numpy()
+    z = trained._encode(torch.from_numpy(np.asarray(small.X[ctrl])), None)
+    d = trained.latent_delta(n_bootstrap=0).delta
+    pred = trained.predict(HELD, adata=small, n_bootstrap=0, step=1.5)
+    again = trained._decode(z + 1.5 * torch.as_tensor(d, dtype=z.dtype), None).numpy()
+    np.testing.assert_allclose(pred.X, again, atol=1e-5)
+    assert pred.uns[PREDICT_KEY]["step"] == 1.5
+    grid = np.round(np.arange(0.25, 12.0, 0.05), 2)
+    k, curve = trained.calibrate_step(grid=grid)
+    assert k in grid and curve["loss"][list(grid).index(k)] == min(curve["loss"])
+    assert len(curve["loss"]) == len(grid) and np.all(np.isfinite(curve["loss"]))
+    assert np.ptp(curve["loss"]) > 0.01 * min(curve["loss"])  # the step matters
+    # The loss compares the arithmetic with the training types' real responses: halve the
+    # delta and the loss curve over doubled steps is the same curve.
+    original = trained.latent_delta
+    halved = lambda *a, **kw: _scaled(original(*a, **kw), 0.5)  # noqa: E731
+    monkeypatch.setattr(trained, "latent_delta", halved)
+    k_half, curve_half = trained.calibrate_step(grid=2 * grid)
+    np.testing.assert_allclose(curve_half["loss"], curve["loss"], rtol=1e-4)
+    assert abs(k_half - 2 * k) <= 0.2  # the same minimum, up to ties on a flat curve
+    monkeypatch.undo()
+    auto = trained.predict(HELD, adata=small, n_bootstrap=0, step="auto")
+    assert auto.uns[PREDICT_KEY]["step_mode"] == "auto"
+    assert auto.uns[PREDICT_KEY]["step"] == trained.calibrate_step()[0]
+    for bad in (0.0, -1.0, float("nan"), "big"):
+        with pytest.raises(ConfigError, match="step"):
+            trained.predict(HELD, adata=small, n_bootstrap=0, step=bad)
+
+
+def _scaled(result, factor):
+    import dataclasses
+
+    return dataclasses.replace(result, delta=result.delta * factor)
+
+
 def test_restricted_delta_and_errors(small, trained):
     d = trained.latent_delta(restrict_to=["CD19+ B"], n_bootstrap=0)
     assert d.cell_types == ["CD19+ B"]

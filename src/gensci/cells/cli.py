@@ -140,6 +140,19 @@ def train(
     typer.echo(f"wrote {folder / MODEL_FILE} ({model.train_settings['steps_run']} steps)")
 
 
+def _step(text: str) -> float | str:
+    """Return the --step value: "auto" or a positive number."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise ConfigError(f"--step must be a positive number or 'auto', got {text!r}")
+    return value
+
+
 def _model_path(model: Path) -> Path:
     return model / MODEL_FILE if model.is_dir() else model
 
@@ -158,6 +171,9 @@ def predict(
         help="mean (scGen: one delta) | regression (each cell's own, from the type regression)")
     ] = "mean",
     ridge: Annotated[float, typer.Option(help="penalty of the regression delta")] = 1.0,
+    step: Annotated[str, typer.Option(
+        help="latent step: a number (1 = scGen) or auto (calibrated on the training types)")
+    ] = "1",
     n_bootstrap: Annotated[int, typer.Option(help="bootstrap draws of the delta")] = 200,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
@@ -183,7 +199,7 @@ def predict(
     m = PerturbationModel.load(_model_path(model), train_adata, device=str(resolve_device(device)))
     pred = m.predict(cell_type, adata=adata, balance=balance, restrict_to=restrict_to,
                      n_bootstrap=n_bootstrap, seed=seed, output=output, delta=delta,
-                     ridge=ridge)
+                     ridge=ridge, step=_step(step))
     atomic_save(out, lambda tmp: pred.write_h5ad(tmp), overwrite=overwrite, suffix=".h5ad")
     d = pred.uns["gensci_cells_prediction"]["latent_delta"]
     typer.echo(f"wrote {out} ({pred.n_obs} predicted cells; |delta z| = {d['norm']:.3f} "
@@ -208,6 +224,8 @@ def study(
         "--method",
         help="vae | vae_residual | vae_regression | cvae | cvae_residual (repeatable)")] = None,
     ridge: Annotated[float, typer.Option(help="penalty of the regression delta")] = 1.0,
+    step: Annotated[str, typer.Option(
+        help="latent step of the VAE: a number (1 = scGen) or auto (calibrated)")] = "1",
     embedding: Annotated[str, typer.Option(help="pca | umap")] = "pca",
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
@@ -229,7 +247,7 @@ def study(
     cfg = StudyConfig(
         scale=scale, methods=tuple(method or ("vae",)), min_cells=min_cells,
         cell_types=tuple(cell_type) if cell_type else None, embedding=embedding, seed=seed,
-        device=device, ridge=ridge,
+        device=device, ridge=ridge, step=_step(step),
     )
     result = run_study(adata, out, cfg, overwrite=overwrite)
     for line in result["verdict"]["lines"]:

@@ -60,6 +60,7 @@ class StudyConfig:
     n_degs: int = 100
     balance: str = "upsample"
     ridge: float = 1.0  # penalty of the regression delta ("vae_regression")
+    step: float | str = 1.0  # latent step of the VAE methods: 1 = scGen, "auto" = calibrated
     kl_weight: float = 5e-5
     pca_components: int = 50
     seed: int = 0
@@ -80,6 +81,10 @@ class StudyConfig:
             raise ConfigError(f"unknown output {self.output!r}; choose one of {OUTPUTS}")
         if not self.ridge > 0:
             raise ConfigError(f"ridge must be > 0, got {self.ridge}")
+        if self.step != "auto" and not (
+            isinstance(self.step, (int, float)) and np.isfinite(self.step) and self.step > 0
+        ):
+            raise ConfigError(f"step must be a positive number or 'auto', got {self.step!r}")
 
     def settings(self) -> dict[str, Any]:
         """Return the model and training settings of the scale, with overrides applied."""
@@ -166,6 +171,7 @@ def evaluate_cell_type(adata, cell_type: str, cfg: StudyConfig) -> dict[str, Any
         pred = models[family].predict(
             cell_type, adata=adata, balance=cfg.balance, seed=cfg.seed,
             n_bootstrap=s["n_bootstrap"], output=out or cfg.output, delta=delta, ridge=cfg.ridge,
+            step=cfg.step if family == "vae" else 1.0,
         )
         preds[method] = np.asarray(pred.X, dtype=np.float32)
     metrics = {
@@ -338,6 +344,7 @@ def _write_type_outputs(adata, out: Path, cell_type: str, res: dict, cfg: StudyC
         p = res["models"][family].predict(
             cell_type, adata=adata, balance=cfg.balance, seed=cfg.seed, n_bootstrap=0,
             output=o or cfg.output, delta=delta, ridge=cfg.ridge,
+            step=cfg.step if family == "vae" else 1.0,
         )
         atomic_save(out / "predicted" / f"{name}.h5ad", lambda tmp: p.write_h5ad(tmp),
                     overwrite=overwrite, suffix=".h5ad")
