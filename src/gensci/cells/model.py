@@ -12,7 +12,9 @@ delta z = mean z(perturbed) - mean z(control) of the training cells (see ``gensc
 decode. ``predict(..., delta="regression")`` shifts every cell by its own delta instead, from a
 ridge regression of the training types' deltas on their control means (scVIDR's cell-type
 specific delta). ``step="auto"`` lengthens or shortens the shift to the step that best
-reproduces the training types' own responses (``calibrate_step``). Conditional model (``conditional=True``): the condition (0 = control, 1 = perturbed) is a
+reproduces the training types' own responses (``calibrate_step``).
+
+Conditional model (``conditional=True``): the condition (0 = control, 1 = perturbed) is a
 decoder input (n_labels=2; the encoder sees it too unless ``cond_in_encoder=False``); encode the
 control cells as controls and decode them as perturbed. Either way the latent delta and its
 bootstrap interval are stored in the prediction's ``.uns``.
