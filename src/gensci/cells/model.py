@@ -366,7 +366,8 @@ class PerturbationModel:
         unconditional model only); `balance` does not apply.
 
         step: the latent shift is `step` times the delta; 1 is scGen's arithmetic, "auto" picks
-        the step from the training types (``calibrate_step``). Unconditional model only.
+        the step from the training types (``calibrate_step``). Unconditional model only. The
+        delta in uns is the one before the step; uns["gensci_cells_prediction"]["step"] holds it.
 
         The control cells come from `adata` (default: the training AnnData); the delta from the
         training cells (balanced per `balance`, over `restrict_to` types if given). obs is copied
@@ -406,12 +407,12 @@ class PerturbationModel:
         z = self._encode(x, c)
         shift, result = self._shifts(z.numpy(), delta, balance, restrict_to, ridge, seed,
                                      n_bootstrap)
-        k = 1.0
+        step_used = 1.0
         if step == "auto" and not self.conditional:
-            k, _ = self.calibrate_step(delta, output, balance, restrict_to, ridge, seed)
+            step_used, _ = self.calibrate_step(delta, output, balance, restrict_to, ridge, seed)
         elif not self.conditional:
-            k = float(step)
-        shift_t = float(k) * torch.as_tensor(np.ascontiguousarray(shift), dtype=z.dtype)
+            step_used = float(step)
+        shift_t = step_used * torch.as_tensor(np.ascontiguousarray(shift), dtype=z.dtype)
         if self.conditional:
             pred = self._decode(z, torch.ones(len(z), dtype=torch.long))
             base = self._decode(z, torch.zeros(len(z), dtype=torch.long))
@@ -431,14 +432,14 @@ class PerturbationModel:
             "output": output,
             "latent_delta": result.to_uns(),
             "delta": delta,
-            "step": float(k),
+            "step": step_used,
             "step_mode": "auto" if step == "auto" else "fixed",
             "seed": int(seed),
             "registry": {k: ("" if v is None else v) for k, v in reg.to_dict().items()},
         }
         if delta == "regression":  # every cell has its own shift
             out.uns[PREDICT_KEY]["ridge"] = float(ridge)
-            out.obsm["X_gensci_latent_delta"] = (k * shift).astype(np.float32)
+            out.obsm["X_gensci_latent_delta"] = (step_used * shift).astype(np.float32)
         return out
 
     # -- persistence ----------------------------------------------------------------------------
