@@ -234,6 +234,8 @@ def study(
     """Leave-one-cell-type-out study: train, predict, score against baselines, write a report."""
     from gensci.cells.study import StudyConfig, run_study
 
+    step_value = _step(step)  # refuse a bad value before any work
+
     if data is not None:
         _not_input(out, data)
         adata = _read(data)
@@ -247,7 +249,7 @@ def study(
     cfg = StudyConfig(
         scale=scale, methods=tuple(method or ("vae",)), min_cells=min_cells,
         cell_types=tuple(cell_type) if cell_type else None, embedding=embedding, seed=seed,
-        device=device, ridge=ridge, step=_step(step),
+        device=device, ridge=ridge, step=step_value,
     )
     result = run_study(adata, out, cfg, overwrite=overwrite)
     for line in result["verdict"]["lines"]:
