@@ -115,5 +115,20 @@ def test_study_tiny_writes_report(tmp_path):
         StudyConfig(scale="huge")
     with pytest.raises(ConfigError, match="ridge"):
         StudyConfig(ridge=-1.0)
+    with pytest.raises(ConfigError, match="step"):
+        StudyConfig(step="long")
     with pytest.raises(DataError):
         run_study(a, None, StudyConfig(scale="tiny", cell_types=("Neuron",), progress=False))
+
+
+def test_study_step_auto_records_the_step_and_draws_its_curve(tmp_path):
+    a = make_perturbation_benchmark(seed=0)[:, :150].copy()
+    setup_anndata(a, "condition", "control", "stimulated", "cell_type", verbose=False)
+    cfg = StudyConfig(scale="tiny", cell_types=("CD8+ Cytotoxic T",), progress=False,
+                      step="auto", overrides={"max_epochs": 3, "n_bootstrap": 5})
+    run_study(a, tmp_path / "report", cfg)
+    name = slug("CD8+ Cytotoxic T")
+    assert (tmp_path / "report" / "figures" / f"{name}_step.png").stat().st_size > 1000
+    pred = ad.read_h5ad(tmp_path / "report" / "predicted" / f"{name}.h5ad")
+    info = pred.uns["gensci_cells_prediction"]
+    assert info["step_mode"] == "auto" and 0.5 <= info["step"] <= 3.0

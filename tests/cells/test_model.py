@@ -110,6 +110,8 @@ def test_step_scales_the_shift_and_calibration_undoes_a_shrunk_delta(small, trai
     np.testing.assert_allclose(curve_half["loss"], curve["loss"], rtol=1e-4)
     assert abs(k_half - 2 * k) <= 0.2  # the same minimum, up to ties on a flat curve
     monkeypatch.undo()
+    with pytest.warns(UserWarning, match="edge of its grid"):
+        trained.calibrate_step(grid=[0.5, 0.6])  # the tiny model wants a longer step
     auto = trained.predict(HELD, adata=small, n_bootstrap=0, step="auto")
     assert auto.uns[PREDICT_KEY]["step_mode"] == "auto"
     assert auto.uns[PREDICT_KEY]["step"] == trained.calibrate_step()[0]

@@ -338,7 +338,16 @@ class PerturbationModel:
                 "no training cell type has >= 2 cells in both conditions to calibrate the step on"
             )
         loss /= used
-        return float(steps[int(np.argmin(loss))]), {"step": steps.tolist(), "loss": loss.tolist()}
+        best = int(np.argmin(loss))
+        if len(steps) > 1 and best in (int(np.argmin(steps)), int(np.argmax(steps))):
+            import warnings
+
+            warnings.warn(
+                f"the step calibration chose the edge of its grid ({steps[best]:g}); the best "
+                "step may lie outside it (an under-trained model or a poor delta can cause this)",
+                stacklevel=2,
+            )
+        return float(steps[best]), {"step": steps.tolist(), "loss": loss.tolist()}
 
     def predict(
         self,

@@ -117,3 +117,32 @@ def embedding_plot(
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     return _save(fig, path, overwrite)
+
+
+def step_curve(
+    steps: Sequence[float],
+    loss: Sequence[float],
+    path: str | Path,
+    title: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """Return the path of the step calibration curve: the training types' mean squared error
+    on their DEGs against the latent step, the chosen (least) step and scGen's step 1 marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s, v = np.asarray(steps, dtype=float), np.asarray(loss, dtype=float)
+    if s.shape != v.shape or s.ndim != 1 or len(s) == 0:
+        raise ConfigError(f"steps {s.shape} and loss {v.shape} must be equal-length 1-D arrays")
+    best = int(np.argmin(v))
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(s, v, "-", c="tab:blue")
+    ax.axvline(1.0, c="0.5", ls="--", lw=0.8, label="step 1 (scGen)")
+    ax.plot([s[best]], [v[best]], "o", c="tab:red", label=f"chosen step {s[best]:.2f}")
+    ax.set_xlabel("latent step (multiple of the delta)")
+    ax.set_ylabel("training types: MSE on their DEGs")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path, overwrite)

@@ -258,8 +258,9 @@ def run_study(
 ) -> dict[str, Any]:
     """Return the study's results (JSON-ready); with `out_dir`, also write the report folder.
 
-    The folder holds metrics.json, report.md, figures/ (scatter and embedding per type) and
-    predicted/<type>.h5ad (the first model method's predictions).
+    The folder holds metrics.json, report.md, figures/ (scatter and embedding per type, and
+    the step calibration curve when step="auto") and predicted/<type>.h5ad (the first model
+    method's predictions).
     """
     from tqdm.auto import tqdm
 
@@ -339,6 +340,15 @@ def _write_type_outputs(adata, out: Path, cell_type: str, res: dict, cfg: StudyC
             method=cfg.embedding, title=f"{cell_type}: control, real and predicted ({main})",
             seed=cfg.seed, overwrite=overwrite,
         )
+        if cfg.step == "auto" and main not in BASELINES and _model_for(main)[0] == "vae":
+            family, o, delta = _model_for(main)
+            _, curve = res["models"][family].calibrate_step(
+                delta=delta, output=o or cfg.output, balance=cfg.balance, ridge=cfg.ridge,
+                seed=cfg.seed)
+            plots.step_curve(
+                curve["step"], curve["loss"], out / "figures" / f"{name}_step.png",
+                title=f"{cell_type}: step calibration ({main})", overwrite=overwrite,
+            )
     if cfg.save_predictions and main in res["predictions"] and main not in BASELINES:
         family, o, delta = _model_for(main)
         p = res["models"][family].predict(
