@@ -78,6 +78,36 @@ def _balanced_mean(
     return values[np.concatenate(picks)].mean(axis=0)
 
 
+def _groups(
+    labels: np.ndarray, pert: np.ndarray, types: list[str]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Return the index groups (control, perturbed), one per type of `types`."""
+    return ([np.flatnonzero((labels == t) & ~pert) for t in types],
+            [np.flatnonzero((labels == t) & pert) for t in types])
+
+
+def _interval(
+    delta: np.ndarray,
+    estimate,  # type: ignore[no-untyped-def]
+    ctrl_groups: list[np.ndarray],
+    pert_groups: list[np.ndarray],
+    n_bootstrap: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """Return (ci_low, ci_high, norm_ci) of `estimate(ctrl_groups, pert_groups)` (d,) over
+    `n_bootstrap` resamplings of every group with replacement (the point itself if 0)."""
+    if n_bootstrap <= 0:
+        return delta.copy(), delta.copy(), (float(np.linalg.norm(delta)),) * 2
+    reps = np.empty((n_bootstrap, len(delta)))
+    for b in range(n_bootstrap):
+        cg = [rng.choice(g, size=len(g), replace=True) for g in ctrl_groups]
+        pg = [rng.choice(g, size=len(g), replace=True) for g in pert_groups]
+        reps[b] = estimate(cg, pg)
+    lo, hi = np.percentile(reps, [2.5, 97.5], axis=0)
+    norms = np.linalg.norm(reps, axis=1)
+    return lo, hi, (float(np.percentile(norms, 2.5)), float(np.percentile(norms, 97.5)))
+
+
 def balanced_delta(
     values: np.ndarray,
     cell_types: Sequence[str] | np.ndarray,
@@ -114,26 +144,14 @@ def balanced_delta(
             + (f" among {list(restrict_to)}" if restrict_to is not None else "")
             + "; the perturbation vector cannot be estimated"
         )
-    ctrl_groups = [np.flatnonzero((labels == t) & ~pert) for t in both]
-    pert_groups = [np.flatnonzero((labels == t) & pert) for t in both]
+    ctrl_groups, pert_groups = _groups(labels, pert, both)
     rng = np.random.default_rng(seed)
-    delta = _balanced_mean(values, pert_groups, balance, rng) - _balanced_mean(
-        values, ctrl_groups, balance, rng
-    )
-    if n_bootstrap > 0:
-        reps = np.empty((n_bootstrap, values.shape[1]))
-        for b in range(n_bootstrap):
-            cg = [rng.choice(g, size=len(g), replace=True) for g in ctrl_groups]
-            pg = [rng.choice(g, size=len(g), replace=True) for g in pert_groups]
-            reps[b] = _balanced_mean(values, pg, balance, rng) - _balanced_mean(
-                values, cg, balance, rng
-            )
-        lo, hi = np.percentile(reps, [2.5, 97.5], axis=0)
-        norms = np.linalg.norm(reps, axis=1)
-        norm_ci = (float(np.percentile(norms, 2.5)), float(np.percentile(norms, 97.5)))
-    else:
-        lo, hi = delta.copy(), delta.copy()
-        norm_ci = (float(np.linalg.norm(delta)),) * 2
+
+    def estimate(cg: list[np.ndarray], pg: list[np.ndarray]) -> np.ndarray:
+        return _balanced_mean(values, pg, balance, rng) - _balanced_mean(values, cg, balance, rng)
+
+    delta = estimate(ctrl_groups, pert_groups)
+    lo, hi, norm_ci = _interval(delta, estimate, ctrl_groups, pert_groups, n_bootstrap, rng)
     return DeltaResult(
         delta=delta,
         ci_low=lo,
@@ -206,24 +224,16 @@ def regressed_delta(
         )
     labels = np.asarray(cell_types).astype(str)
     pert = np.asarray(is_perturbed, dtype=bool)
-    ctrl_groups = [np.flatnonzero((labels == t) & ~pert) for t in chosen]
-    pert_groups = [np.flatnonzero((labels == t) & pert) for t in chosen]
+    ctrl_groups, pert_groups = _groups(labels, pert, chosen)
     per_cell = _ridge_predict(*_per_type_stats(values, ctrl_groups, pert_groups), query, ridge)
     delta = per_cell.mean(axis=0)
-    if n_bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        qbar = query.mean(axis=0, keepdims=True)  # the mean delta is linear in the query
-        reps = np.empty((n_bootstrap, values.shape[1]))
-        for b in range(n_bootstrap):
-            cg = [rng.choice(g, size=len(g), replace=True) for g in ctrl_groups]
-            pg = [rng.choice(g, size=len(g), replace=True) for g in pert_groups]
-            reps[b] = _ridge_predict(*_per_type_stats(values, cg, pg), qbar, ridge)[0]
-        lo, hi = np.percentile(reps, [2.5, 97.5], axis=0)
-        norms = np.linalg.norm(reps, axis=1)
-        norm_ci = (float(np.percentile(norms, 2.5)), float(np.percentile(norms, 97.5)))
-    else:
-        lo, hi = delta.copy(), delta.copy()
-        norm_ci = (float(np.linalg.norm(delta)),) * 2
+    qbar = query.mean(axis=0, keepdims=True)  # the mean delta is linear in the query
+
+    def estimate(cg: list[np.ndarray], pg: list[np.ndarray]) -> np.ndarray:
+        return _ridge_predict(*_per_type_stats(values, cg, pg), qbar, ridge)[0]
+
+    lo, hi, norm_ci = _interval(delta, estimate, ctrl_groups, pert_groups, n_bootstrap,
+                                np.random.default_rng(seed))
     return per_cell, DeltaResult(
         delta=delta, ci_low=lo, ci_high=hi, norm=float(np.linalg.norm(delta)),
         norm_ci=norm_ci, cell_types=list(chosen), balance="type-means",

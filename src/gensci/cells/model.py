@@ -244,10 +244,14 @@ class PerturbationModel:
         restrict_to: Sequence[str] | None = None,
         n_bootstrap: int = 200,
         seed: int = 0,
+        train: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ):  # type: ignore[no-untyped-def]
-        """Return the DeltaResult of the training cells' latent means (perturbed - control)."""
+        """Return the DeltaResult of the training cells' latent means (perturbed - control).
+
+        train: the training cells' (z, types, is_perturbed) if already encoded.
+        """
         self._require_trained()
-        z, types, pert = self._training_latent()
+        z, types, pert = self._training_latent() if train is None else train
         return balanced_delta(
             z, types, pert, balance=balance, restrict_to=restrict_to,
             seed=seed, n_bootstrap=n_bootstrap,
@@ -265,15 +269,20 @@ class PerturbationModel:
     def _shifts(
         self, z: np.ndarray, delta: str, balance: str, restrict_to: Sequence[str] | None,
         ridge: float, seed: int, n_bootstrap: int,
+        train: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ):  # type: ignore[no-untyped-def]
-        """Return (latent shifts (n, latent) for the cells `z`, DeltaResult) of the delta mode."""
+        """Return (latent shifts (n, latent) for the cells `z`, DeltaResult) of the delta mode.
+
+        train: the training cells' (z, types, is_perturbed) if already encoded.
+        """
+        train = self._training_latent() if train is None else train
+        z_train, types, pert = train
         if delta == "regression":
-            z_train, types, pert = self._training_latent()
             return regressed_delta(
                 z_train, types, pert, z, ridge=ridge, restrict_to=restrict_to, seed=seed,
                 n_bootstrap=n_bootstrap,
             )
-        result = self.latent_delta(balance, restrict_to, n_bootstrap, seed)
+        result = self.latent_delta(balance, restrict_to, n_bootstrap, seed, train=train)
         return np.broadcast_to(result.delta, z.shape), result
 
     def calibrate_step(
@@ -311,8 +320,9 @@ class PerturbationModel:
         labels = self.adata.obs[reg.cell_type_key].astype(str).to_numpy()
         ctrl_mask = cell_mask(self.adata, reg, "control")
         pert_mask = cell_mask(self.adata, reg, "perturbed")
-        chosen = self._shifts(np.zeros((1, self.module.config.latent_dim)), delta, balance,
-                              restrict_to, ridge, seed, 0)[1].cell_types
+        train = self._training_latent()  # encoded once for every type's shifts
+        chosen = self._shifts(train[0][:1], delta, balance, restrict_to, ridge, seed, 0,
+                              train)[1].cell_types
         loss = np.zeros(len(steps))
         used = 0
         for t in chosen:
@@ -326,7 +336,7 @@ class PerturbationModel:
             zc = self._encode(torch.from_numpy(xc), None)
             shift = torch.as_tensor(
                 np.ascontiguousarray(self._shifts(zc.numpy(), delta, balance, restrict_to, ridge,
-                                                  seed, 0)[0]), dtype=zc.dtype)
+                                                  seed, 0, train)[0]), dtype=zc.dtype)
             base = self._decode(zc, None).numpy().mean(0) if output == "residual" else None
             for i, k in enumerate(steps):
                 pred = self._decode(zc + float(k) * shift, None).numpy().mean(0)
