@@ -54,7 +54,7 @@ trap collect EXIT
 finish_poisson() {  # kind
   d=$GENSCI_POISSON_RUNS/$1
   [ -f "$d/model.safetensors" ] || [ ! -f "$d/last.pt" ] && return
-  n=$($PY -c "import torch; print(torch.load('$d/last.pt', weights_only=False)['step'])")
+  n=$($PY -c "import torch; print(torch.load('$d/last.pt', weights_only=True)['step'])")
   echo "$1 cut at step $n" >> "$LOG/env.txt"
   extra=""; [ "$1" = diffusion ] && extra="--prediction x0"
   $PY benchmarks/poisson.py train --kind "$1" $extra --steps "$n" --batch-size 32 --lr 2e-3 \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from gensci import __version__
+from gensci.bounds import install as install_bounds
 from gensci.cells.cli import app as cells_app
 from gensci.demo import demo
 from gensci.poisson.cli import app as poisson_app
@@ -29,27 +30,27 @@ def version() -> None:
     typer.echo(__version__)
 
 
+# every numeric option of every command is checked against gensci.bounds before work starts
+install_bounds(app)
+
+
 def main() -> None:
-    """Entry point: run the CLI, turning gensci errors into one clear line and exit code 2."""
+    """Entry point: run the CLI, turning gensci errors into one clear line and exit code 2.
+
+    Usage errors (an unknown option, a non-integer where one is needed, a missing option) are
+    reported by the CLI framework itself: its usage line, the problem, exit code 2.
+    """
+    from gensci.bounds import Interrupted
     from gensci.errors import GensciError
 
     try:
-        app(standalone_mode=False)
+        app(prog_name="gensci")
+    except Interrupted as exc:
+        typer.secho(str(exc), err=True)
+        raise SystemExit(130) from None
     except GensciError as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
         raise SystemExit(2) from None
-    except (typer.Abort, KeyboardInterrupt):
-        typer.secho("interrupted", err=True)
-        raise SystemExit(130) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Seeded batches, AdamW, gradient clipping, EMA weights, periodic validation with early stopping,
 a progress bar, a CSV metrics log and resumable checkpoints. Under `torchrun --nproc_per_node=N`
 the same code runs data-parallel (DDP; gloo on CPU, nccl on GPU): every rank draws the same global
-batch from the shared seed and takes its slice, so N processes step exactly as one process on the
-full batch would.
+batch from the shared seed and takes its shard. The loss's random draws (noise, dropout) are seeded
+per (seed, step, shard), so N processes step exactly as one process with `accumulate=N` would, and
+a killed run resumed from last.pt ends where the uninterrupted run ends.
 """
 
 from __future__ import annotations
@@ -14,20 +15,22 @@ import csv
 import io
 import math
 import os
+import pickle
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from gensci.errors import ConfigError, DataError, ShapeError, check_finite
-from gensci.runtime import atomic_save, resolve_device
+from gensci.errors import CheckpointError, ConfigError, DataError, ShapeError, check_finite
+from gensci.runtime import atomic_save, atomic_write_text, init_distributed, resolve_device
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -43,6 +46,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW; adversarial training prefers (0.5, 0.9)
     grad_clip: float = 1.0  # max gradient norm; 0 = off
+    accumulate: int = 1  # micro-batches per step and process (gradient accumulation)
     ema_decay: float = 0.0  # 0 = off; after fit the model holds the EMA weights
     seed: int = 0
     log_every: int = 50
@@ -55,13 +59,26 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every"):
+        for name in ("steps", "batch_size", "log_every", "accumulate"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "grad_clip", "ema_decay"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"TrainConfig.{name} must be finite, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"TrainConfig.ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.lr <= 0:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError(
+                f"TrainConfig.weight_decay ({self.weight_decay}) and grad_clip ({self.grad_clip}) "
+                "must be >= 0"
+            )
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"TrainConfig.betas must lie in [0, 1), got {self.betas}")
+        for name in ("val_every", "patience", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(
                 f"TrainConfig.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
@@ -121,6 +138,13 @@ def _as_tensors(data: torch.Tensor | Batch, name: str) -> Batch:
     return tensors
 
 
+# Settings that fix the trajectory of a run: resuming with any of them changed is refused.
+_RUN_SETTINGS = (
+    "batch_size", "lr", "lr_schedule", "warmup_steps", "weight_decay", "betas", "grad_clip",
+    "ema_decay", "seed",
+)
+
+
 class Trainer:
     """Fits `model` on in-memory `data` (a tensor or tuple of tensors, examples along dim 0)."""
 
@@ -153,19 +177,7 @@ class Trainer:
         self.step = 0
         self._resume_pos: int | None = None
         self.optimizer: torch.optim.Optimizer
-
-    # -- distributed set-up ---------------------------------------------------------------------
-    def _setup_distributed(self) -> tuple[int, int, bool]:
-        """Return (rank, world_size, whether this call started the process group)."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return 0, 1, False
-        started = False
-        if not dist.is_initialized():
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
-            dist.init_process_group(backend=backend)
-            started = True
-        return dist.get_rank(), dist.get_world_size(), started
+        self.rank, self.world = 0, 1
 
     # -- batches --------------------------------------------------------------------------------
     def _global_indices(self) -> Iterator[torch.Tensor]:
@@ -173,8 +185,11 @@ class Trainer:
 
         The generator's state at the start of the current epoch and the position in it are kept
         (and saved), so a resumed run draws exactly the batches the uninterrupted run would.
+        Drawing with replacement (weighted, or data smaller than a batch) keeps the state after
+        each draw instead, for the same reason.
         """
         bs = self.config.batch_size
+        with_replacement = self.sample_weights is not None or self.n < bs
         while True:
             if self._resume_pos is None:
                 self._epoch_state = self._gen.get_state()
@@ -182,16 +197,14 @@ class Trainer:
             else:
                 self._gen.set_state(self._epoch_state)
                 start, self._resume_pos = self._resume_pos, None
-            if self.sample_weights is not None:
-                batch = torch.multinomial(
-                    self.sample_weights, bs, replacement=True, generator=self._gen
-                )
-                self._pos = 1
-                yield batch
-                continue
-            if self.n < bs:  # tiny data: sample with replacement rather than fail
-                batch = torch.randint(0, self.n, (bs,), generator=self._gen)
-                self._pos = 1
+            if with_replacement:
+                if self.sample_weights is not None:
+                    batch = torch.multinomial(
+                        self.sample_weights, bs, replacement=True, generator=self._gen
+                    )
+                else:  # tiny data: sample with replacement rather than fail
+                    batch = torch.randint(0, self.n, (bs,), generator=self._gen)
+                self._epoch_state, self._pos = self._gen.get_state(), 0
                 yield batch
                 continue
             perm = torch.randperm(self.n, generator=self._gen)
@@ -201,6 +214,27 @@ class Trainer:
 
     def _batch(self, idx: torch.Tensor) -> Batch:
         return tuple(t[idx].to(self.device, non_blocking=True) for t in self.data)
+
+    def _shards(self, idx: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        """Return this rank's (global shard number, indices) pairs of the global batch `idx`.
+
+        The batch is cut into world x accumulate equal shards; rank r takes shards r*a ... r*a+a-1.
+        """
+        a = self.config.accumulate
+        size = self.config.batch_size // (self.world * a)
+        return [
+            (s, idx[s * size : (s + 1) * size]) for s in range(self.rank * a, (self.rank + 1) * a)
+        ]
+
+    def _noise_seed(self, shard: int) -> int:
+        """Return the seed of the loss's random draws (noise, dropout) for one shard of this step.
+
+        A function of (seed, step, shard) alone: N processes, or one process accumulating N
+        shards, draw the same noise for the same examples, and a resumed run draws what the
+        uninterrupted run would have, on CPU and CUDA alike.
+        """
+        words = np.random.SeedSequence([self.config.seed, self.step, shard]).generate_state(2)
+        return int(words[0]) << 31 ^ int(words[1])
 
     # -- EMA ------------------------------------------------------------------------------------
     def _init_ema(self) -> None:
@@ -243,7 +277,8 @@ class Trainer:
         self.model.eval()
         total, count = 0.0, 0
         n_val = self.val_data[0].shape[0]
-        with torch.random.fork_rng(devices=[]):
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.config.seed + 7919)
             for i in range(0, n_val, self.config.batch_size):
                 batch = tuple(
@@ -259,8 +294,19 @@ class Trainer:
     def _ckpt_path(self) -> Path | None:
         return Path(self.config.out_dir) / "last.pt" if self.config.out_dir else None
 
+    def _run_settings(self) -> dict[str, Any]:
+        cfg = self.config
+        settings = {k: getattr(cfg, k) for k in _RUN_SETTINGS}
+        settings["betas"] = list(cfg.betas)
+        settings["shards"] = self.world * cfg.accumulate
+        settings["n_examples"] = self.n
+        return settings
+
     def save_state(self) -> None:
-        """Write the training state (weights, EMA, optimizer, step, RNG) to out_dir/last.pt atomically."""
+        """Write the training state (weights, EMA, optimizer, step, RNG) to out_dir/last.pt atomically.
+
+        Only tensors and plain values are stored, so it loads without unpickling any code.
+        """
         path = self._ckpt_path()
         if path is None:
             return
@@ -272,71 +318,84 @@ class Trainer:
             "generator": self._gen.get_state(),
             "epoch_state": self._epoch_state,
             "epoch_pos": self._pos,
-            "torch_rng": torch.get_rng_state(),
             "history": self.history,
             "best": (self._best_val, self._best_state, self._bad_vals),
+            "settings": self._run_settings(),
         }
         buf = io.BytesIO()
         torch.save(state, buf)
         atomic_save(path, lambda p: p.write_bytes(buf.getvalue()), overwrite=True)
 
     def _load_state(self, path: Path) -> None:
+        state = read_training_state(path)
+        saved = state.get("settings")
+        if saved is not None:
+            now = self._run_settings()
+            changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+            if changed:
+                diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+                raise CheckpointError(
+                    f"{path} was written by a run with other settings ({diff}); resume with the "
+                    "same settings, or start over in another folder (or with --overwrite)"
+                )
         try:
-            # RNG states must stay CPU tensors; weights are copied onto the model's device below
-            state = torch.load(path, map_location="cpu", weights_only=False)
             self.model.load_state_dict(state["model"])
-        except Exception as exc:  # a corrupt file or another model's state
-            from gensci.errors import CheckpointError
-
-            raise CheckpointError(f"cannot resume from {path}: {exc}") from exc
+        except (KeyError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"cannot resume from {path}: it holds another model ({exc})"
+            ) from None
         try:
             ema = state["ema"]
             self.ema = None if ema is None else {k: v.to(self.device) for k, v in ema.items()}
             self.optimizer.load_state_dict(state["optimizer"])
             self.step = int(state["step"])
             self._gen.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
             self.history = list(state["history"])
             self._best_val, self._best_state, self._bad_vals = state["best"]
-        except (KeyError, ValueError, RuntimeError) as exc:
-            from gensci.errors import CheckpointError
-
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{path} is not a complete training state ({exc!r})") from exc
         if "epoch_state" in state:
             self._epoch_state, self._resume_pos = state["epoch_state"], state["epoch_pos"]
         # (a state from before the position in the epoch was kept starts a fresh epoch)
 
+    _FIELDS = ("step", "loss", "val_loss", "lr", "seconds")
+
+    def _write_metrics(self) -> None:
+        """Write metrics.csv anew from the history (after a resume: no row twice, none stale)."""
+        if not self.config.out_dir or self.rank != 0:
+            return
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self._FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in self.history:
+            writer.writerow({k: row.get(k, "") for k in self._FIELDS})
+        atomic_write_text(Path(self.config.out_dir) / "metrics.csv", buf.getvalue(), True)
+
     def _log(self, row: dict[str, float]) -> None:
         self.history.append(row)
         if not self.config.out_dir or self.rank != 0:
             return
-        path = Path(self.config.out_dir) / "metrics.csv"
-        new = not path.exists()
-        fields = ["step", "loss", "val_loss", "lr", "seconds"]
-        with path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: row.get(k, "") for k in fields})
+        with (Path(self.config.out_dir) / "metrics.csv").open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self._FIELDS, extrasaction="ignore")
+            writer.writerow({k: row.get(k, "") for k in self._FIELDS})
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> list[dict[str, float]]:
         """Train for `config.steps` steps (continuing a resumed run); return the logged history."""
         cfg = self.config
         self.device = resolve_device(cfg.device)
-        self.rank, self.world, started = self._setup_distributed()
+        self.rank, self.world, _ = init_distributed(self.device)
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        if cfg.batch_size % self.world:
+        shards = self.world * cfg.accumulate
+        if cfg.batch_size % shards:
             raise ConfigError(
-                f"batch_size {cfg.batch_size} is not divisible by {self.world} processes"
+                f"batch_size {cfg.batch_size} is not divisible into {shards} equal shards "
+                f"({self.world} processes x accumulate {cfg.accumulate})"
             )
         self.model.to(self.device).train()
         self._gen = torch.Generator().manual_seed(cfg.seed)
         self._epoch_state, self._pos, self._resume_pos = self._gen.get_state(), 0, None
-        torch.manual_seed(
-            cfg.seed + 1_000_003 * self.rank
-        )  # ranks draw different noise in the loss
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=cfg.lr,
@@ -350,6 +409,7 @@ class Trainer:
             path.parent.mkdir(parents=True, exist_ok=True)
             if cfg.resume and path.exists():
                 self._load_state(path)
+            self._write_metrics()
         wrapped: nn.Module = _LossModule(self.model)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -373,24 +433,10 @@ class Trainer:
         stop = False
         try:
             while self.step < cfg.steps and not stop:
-                idx = next(batches)[self.rank :: self.world]
-                loss = wrapped(self._batch(idx), self.step)
-                if not torch.isfinite(loss):
-                    raise DataError(
-                        f"loss became {float(loss)} at step {self.step}; lower the learning rate "
-                        f"(now {cfg.lr}) or check the data"
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                lr = cfg.lr_at(self.step)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                self.optimizer.step()
+                loss = self._train_step(wrapped, next(batches))
                 self._update_ema()
                 self.step += 1
-                running += float(loss.detach())
+                running += loss
                 seen += 1
                 bar.update(1)
                 row: dict[str, float] = {}
@@ -398,7 +444,7 @@ class Trainer:
                     row = {
                         "step": self.step,
                         "loss": running / seen,
-                        "lr": lr,
+                        "lr": cfg.lr_at(self.step - 1),
                         "seconds": time.perf_counter() - t0,
                     }
                     running, seen = 0.0, 0
@@ -429,9 +475,39 @@ class Trainer:
         if self.rank == 0:
             self.save_state()
         self._finish()
-        if started:
-            dist.destroy_process_group()
-        return self.history
+        return self.history  # (a process group started here ends when the process exits)
+
+    def _train_step(self, wrapped: nn.Module, idx: torch.Tensor) -> float:
+        """Take one optimiser step on the global batch `idx`; return its mean loss (all ranks)."""
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        shards = self._shards(idx)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        for i, (shard, part) in enumerate(shards):
+            torch.manual_seed(self._noise_seed(shard))
+            last = i == len(shards) - 1
+            sync = nullcontext() if last or self.world == 1 else wrapped.no_sync()  # type: ignore[operator]
+            with sync:
+                loss = wrapped(self._batch(part), self.step)
+                (loss / len(shards)).backward()
+            total += loss.detach().double()
+        mean = total / len(shards)
+        if self.world > 1:
+            dist.all_reduce(mean)
+            mean /= self.world
+        value = float(mean)
+        if not math.isfinite(value):
+            raise DataError(
+                f"loss became {value} at step {self.step}; lower the learning rate "
+                f"(now {cfg.lr}) or check the data"
+            )
+        lr = cfg.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        return value
 
     def _early_stop(self, val: float) -> bool:
         """Track the best validation loss; return True when patience has run out."""
@@ -451,6 +527,33 @@ class Trainer:
         elif self.ema is not None:
             self.model.load_state_dict(self.ema)
         self.model.eval()
+
+
+def read_training_state(path: str | Path) -> dict[str, Any]:
+    """Return the training state stored at `path` (a last.pt), refusing anything but data.
+
+    The file is read with torch's restricted unpickler (weights_only): tensors, numbers, strings,
+    lists, tuples and dicts load; any other object, such as a pickle that would run code, is
+    refused before it is built.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"no training state at {p}")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{p} is empty (a run killed while writing it?); delete it")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refused to load {p}: it holds Python objects other than tensors and plain values "
+            f"(loading them could run code): {str(exc).splitlines()[0][:200]}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{p} is not a readable training state (corrupt or truncated): "
+                              f"{str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{p} is not a gensci training state (no model weights in it)")
+    return state
 
 
 def train(model: nn.Module, data: torch.Tensor | Batch, **config: Any) -> list[dict[str, float]]:

@@ -47,7 +47,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     resumed = run(37, tmp_path / "b")
     for k in full:
         assert torch.equal(resumed[k], full[k]), k
-    state = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert state["step"] == 37
 
 
@@ -176,30 +176,163 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_process_ddp_equals_single_process(tmp_path):
+def test_two_process_ddp_equals_one_process_accumulating_two_shards(tmp_path):
+    """2 gloo processes each take half of every batch, and step exactly as 1 process with
+    accumulate=2 (same shards, same noise); training each rank alone would not."""
     script = Path(__file__).with_name("ddp_step.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], check=True, env=env)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            f"--master_port={_free_port()}",
-            "--master_addr=127.0.0.1",
-            str(script),
-            str(tmp_path / "two.pt"),
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        env.pop(key, None)
+    one, alone = tmp_path / "one", tmp_path / "alone"
+    subprocess.run([sys.executable, str(script), str(one), "2"], check=True, env=env)
+    subprocess.run([sys.executable, str(script), str(alone), "1"], check=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         f"--master_port={_free_port()}", "--master_addr=127.0.0.1", str(script),
+         str(tmp_path / "two")],
+        env=env, capture_output=True, text=True,
     )
-    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
-    start = MADE(MADEConfig(n_dims=5, n_categories=3, hidden=(16,))).double().state_dict()
-    moved = False
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ref = torch.load(f"{one}.rank0", weights_only=True)
+    solo = torch.load(f"{alone}.rank0", weights_only=True)
+    ranks = [torch.load(tmp_path / f"two.rank{r}", weights_only=True) for r in (0, 1)]
+    assert ref["seen"] == [8] * 6  # 3 steps x 2 shards of 8
+    for rank in ranks:
+        assert rank["world"] == 2 and rank["seen"] == [8] * 3  # each rank: its half of the batch
+        for k, v in ref["state"].items():
+            assert torch.allclose(rank["state"][k], v, atol=1e-10, rtol=0), k
+    # the check can fail: one process on whole batches (other noise draws) ends elsewhere
+    assert any(not torch.allclose(solo["state"][k], v, atol=1e-6) for k, v in ref["state"].items())
+
+
+# -- reliability: loading, exact resume, early stopping, DDP ----------------------------------
+
+
+class _Payload:
+    """Unpickling this object would call os.system: the restricted loader must refuse it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_payload_in_last_pt_is_refused_and_never_runs(tmp_path):
+    from gensci.errors import CheckpointError
+
+    marker = tmp_path / "ran"
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"model": {}, "evil": _Payload(marker)}, out / "last.pt")
+    model = MADE(MADEConfig(n_dims=6, n_categories=2, hidden=(8,)))
+    cfg = TrainConfig(steps=2, batch_size=16, out_dir=str(out), progress=False)
+    with pytest.raises(CheckpointError, match="refused"):
+        Trainer(model, made_data(), cfg).fit()
+    assert not marker.exists()
+    # a genuine state holds only tensors and plain values: it loads with the restricted loader
+    good = tmp_path / "good"
+    Trainer(model, made_data(), TrainConfig(steps=2, batch_size=16, out_dir=str(good),
+                                            progress=False, ema_decay=0.9)).fit()
+    assert torch.load(good / "last.pt", weights_only=True)["step"] == 2
+
+
+def _vae_run(out: Path, steps: int, **cfg) -> tuple[dict, list]:
+    """Train a small VAE (a noisy loss: reparameterisation and dropout) and return its weights."""
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(data_dim=4, latent_dim=2, hidden=(16,), dropout=0.1))
+    data = torch.randn(40, 4, generator=torch.Generator().manual_seed(3))
+    val = torch.randn(16, 4, generator=torch.Generator().manual_seed(4))
+    weights = cfg.pop("weights", None)
+    config = TrainConfig(steps=steps, out_dir=str(out), progress=False, log_every=2,
+                         checkpoint_every=1, **cfg)
+    trainer = Trainer(model, data, config, val_data=val, sample_weights=weights)
+    history = trainer.fit()
+    return {k: v.clone() for k, v in model.state_dict().items()}, history
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"batch_size": 8, "ema_decay": 0.9},  # EMA weights must come back on resume
+        {"batch_size": 64},  # fewer examples than a batch: drawn with replacement
+        {"batch_size": 8, "weights": torch.linspace(0.1, 1.0, 40)},  # weighted draws
+        {"batch_size": 8, "val_every": 2, "patience": 50, "ema_decay": 0.5},  # best-weight tracking
+    ],
+    ids=["ema", "replacement", "weights", "validation"],
+)
+def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, options):
+    full, full_history = _vae_run(tmp_path / "a", 11, **dict(options))
+    _vae_run(tmp_path / "b", 6, **dict(options))  # the run stops after 6 steps, state on disk
+    resumed, history = _vae_run(tmp_path / "b", 11, **dict(options))
+    for k in full:
+        assert torch.equal(resumed[k], full[k]), k
+    assert [r["step"] for r in history] == [r["step"] for r in full_history]
+    # the metrics file holds each step once, as the uninterrupted run's does
+    def steps(run: str) -> list[int]:
+        rows = (tmp_path / run / "metrics.csv").read_text().splitlines()
+        return [int(r.split(",")[0]) for r in rows[1:]]
+
+    assert steps("b") == steps("a") == [r["step"] for r in full_history]
+
+
+def test_resume_after_a_kill_between_checkpoints_drops_the_unsaved_rows(tmp_path):
+    """Rows logged after the last checkpoint are written again on resume, not twice."""
+    out = tmp_path / "run"
+    _vae_run(out, 6, batch_size=8)
+    with (out / "metrics.csv").open("a") as fh:  # what a run killed after step 7 had logged
+        fh.write("8,0.5,,0.001,1.0\n")
+    _vae_run(out, 10, batch_size=8)
+    steps = [int(r.split(",")[0]) for r in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == [2, 4, 6, 8, 10]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    from gensci.errors import CheckpointError
+
+    _vae_run(tmp_path / "r", 3, batch_size=8)
+    with pytest.raises(CheckpointError, match=r"batch_size: 8 -> 4"):
+        _vae_run(tmp_path / "r", 6, batch_size=4)
+    with pytest.raises(CheckpointError, match="lr"):
+        _vae_run(tmp_path / "r", 6, batch_size=8, lr=0.5)
+
+
+def test_accumulated_shards_equal_one_large_batch_for_a_deterministic_loss():
+    """Gradient accumulation over equal shards gives the full batch's mean gradient."""
+    def run(accumulate: int) -> dict:
+        torch.manual_seed(0)
+        model = MADE(MADEConfig(n_dims=6, n_categories=2, hidden=(16,))).double()
+        cfg = TrainConfig(steps=5, batch_size=32, lr=1e-2, accumulate=accumulate,
+                          progress=False)
+        Trainer(model, made_data(), cfg).fit()
+        return model.state_dict()
+
+    one, four = run(1), run(4)
     for k in one:
-        assert torch.allclose(one[k], two[k], atol=1e-6, rtol=0), k
-        moved |= not torch.equal(one[k], start[k].to(one[k]))
-    assert moved  # the step changed the weights
+        assert torch.allclose(one[k], four[k], atol=1e-10), k
+    with pytest.raises(ConfigError, match="shards"):
+        Trainer(MADE(MADEConfig(n_dims=6, n_categories=2)), made_data(),
+                TrainConfig(steps=1, batch_size=30, accumulate=4, progress=False)).fit()
+
+
+def test_early_stopping_leaves_the_best_validated_weights():
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    val = torch.randn(64, 4) + 5.0
+    model = VAE(VAEConfig(data_dim=4, latent_dim=2, hidden=(16,)))
+    cfg = TrainConfig(steps=400, batch_size=32, lr=1e-2, val_every=20, patience=3,
+                      progress=False, device="cpu")
+    trainer = Trainer(model, x, cfg, val_data=val)
+    history = trainer.fit()
+    vals = [r["val_loss"] for r in history if "val_loss" in r]
+    assert min(vals) < vals[-1]
+    # the model now holds the weights that scored the best validation loss, not the last ones
+    assert trainer.validate() == pytest.approx(min(vals), rel=1e-6)
+
+
+def test_bad_train_configs_are_refused():
+    for bad in ({"lr": float("nan")}, {"lr": -1.0}, {"weight_decay": -0.1},
+                {"grad_clip": float("inf")}, {"accumulate": 0}, {"betas": (0.9, 1.0)},
+                {"patience": -1}, {"batch_size": 0}):
+        with pytest.raises(ConfigError):
+            TrainConfig(**bad)
