@@ -39,7 +39,7 @@ from gensci.poisson.data import (
     read_dataset,
     write_dataset,
 )
-from gensci.train import TrainConfig
+from gensci.train import TrainConfig, read_training_state
 
 N = 64
 RUNS = Path(os.environ.get("GENSCI_POISSON_RUNS", "runs/poisson"))
@@ -161,7 +161,7 @@ def _run_info(folder: Path) -> tuple[int, float]:
     Seconds: the largest elapsed time in metrics.csv (a resumed run restarts that clock).
     """
     if (folder / "last.pt").exists():
-        state = torch.load(folder / "last.pt", map_location="cpu", weights_only=False)
+        state = read_training_state(folder / "last.pt")
         return int(state["step"]), float(state["history"][-1]["seconds"])
     from gensci import checkpoint
 

@@ -71,7 +71,7 @@ BOUNDS: dict[str, Bound] = {
         COUNT,
     ),
     "checkpoint_every": NONNEGATIVE,  # 0: only at the end
-    "n_bootstrap": Bound(lo=2),  # one resample has no spread to report
+    "n_bootstrap": NONNEGATIVE,  # 0: no interval (one draw has no spread: none reported)
     **dict.fromkeys(
         ("augment", "warmup", "kl_warmup", "project", "patience", "slice_index",
          "heldout_centre", "first_residue"),
@@ -87,8 +87,19 @@ BOUNDS: dict[str, Bound] = {
                     FRACTION),
     "dropout": FRACTION_BELOW_ONE,
     "identity": FRACTION_ABOVE_ZERO,
+    **dict.fromkeys(("latent_fields", "n_train", "restarts"), COUNT),  # symmetry
+    # cells data kang: gene and cell counts of the prepared Kang 2018 data
+    **dict.fromkeys(("n_top_genes", "n_per_condition"), Bound(lo=50)),
     # per command
     "poisson generate n": Bound(lo=5),  # interior nodes must remain after the boundary
+    # dynamics
+    **dict.fromkeys(("box", "period", "r0", "gamma", "kt", "dt", "spread", "frame_dt"), POSITIVE),
+    **dict.fromkeys(("amplitude", "strength", "init_amplitude", "init_strength", "burn_in"),
+                    NONNEGATIVE),
+    **dict.fromkeys(("configs", "tracks", "width", "points"), COUNT),
+    "dynamics simulate n": Bound(lo=2, hi=4096),
+    "dynamics study n": Bound(lo=2, hi=4096),
+    "dim": Bound(lo=1, hi=2),
 }
 
 

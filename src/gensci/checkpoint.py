@@ -20,6 +20,7 @@ from torch import nn
 from gensci import __version__
 from gensci.config import config_from_dict, config_to_dict
 from gensci.errors import CheckpointError, ConfigError
+from gensci.files import check_input_file, parse_json_object
 from gensci.runtime import atomic_write_bytes
 
 _REGISTRY: dict[str, tuple[type[nn.Module], type]] = {}
@@ -83,22 +84,40 @@ def save(
 
 
 def _read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Return (tensors, header) of a gensci checkpoint; raise CheckpointError naming the file if
+    it is missing, empty, corrupt, not ours, or holds complex / NaN / inf weights.
+
+    The header's gensci_config and gensci_metadata must each be the JSON object `save` wrote.
+    """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise CheckpointError(f"no checkpoint at {p}")
-    raw = p.read_bytes()
+    check_input_file(p, "checkpoint", CheckpointError, CheckpointError)
     try:
+        raw = p.read_bytes()
         tensors = st_load(raw)
         n = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8 : 8 + n]).get("__metadata__", {})
-    except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as exc:
+        top = parse_json_object(raw[8 : 8 + n], f"the header of {p}", CheckpointError)
+    except (SafetensorError, ValueError, OSError) as exc:
         raise CheckpointError(
             f"{p} is not a readable gensci checkpoint (corrupt or truncated): {exc}"
-        ) from exc
-    if "gensci_class" not in header or "gensci_config" not in header:
+        ) from None
+    header = top.get("__metadata__") or {}
+    if not isinstance(header, dict) or "gensci_class" not in header or (
+        "gensci_config" not in header
+    ):
         raise CheckpointError(
             f"{p} is a safetensors file but not a gensci checkpoint (no model config)"
         )
+    for key in ("gensci_config", "gensci_metadata"):
+        if key in header:
+            parse_json_object(header[key], f"{key} in {p}", CheckpointError)
+    for name, t in tensors.items():
+        if t.is_complex():
+            raise CheckpointError(f"{p}: tensor {name!r} is complex ({t.dtype}); weights are real")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"{p}: tensor {name!r} holds {bad} NaN/inf values")
     return tensors, header
 
 
@@ -133,5 +152,6 @@ def load(path: str | Path, device: str | torch.device | None = None) -> nn.Modul
 def load_metadata(path: str | Path) -> dict[str, Any]:
     """Return the user metadata stored beside the model at `path`."""
     _, header = _read(path)
-    meta: dict[str, Any] = json.loads(header.get("gensci_metadata", "{}"))
-    return meta
+    return parse_json_object(
+        header.get("gensci_metadata", "{}"), f"gensci_metadata in {path}", CheckpointError
+    )

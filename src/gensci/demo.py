@@ -1,4 +1,5 @@
-"""`gensci demo`: the core end to end on densities whose answer is known, with a report folder.
+"""`gensci demo`: a tour of every study (see gensci.tour); here, its first step: the core end to end
+on densities whose answer is known, with a report folder.
 
 A diffusion model learns a 2-D mixture of three Gaussians and is sampled with each sampler; a VAE
 learns the same data; MADE learns a discrete distribution with a known entropy. The report shows
@@ -22,6 +23,7 @@ from gensci.runtime import (
     OverwriteOption,
     SeedOption,
     prepare_out_dir,
+    resolve_device,
     seed_everything,
 )
 from gensci.train import TrainConfig, Trainer
@@ -173,13 +175,33 @@ def demo(
     out: OutOption = Path("gensci-demo"),
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
-    steps: int = typer.Option(2000, help="training steps of the diffusion model"),
+    steps: int = typer.Option(600, help="training steps of the core models on known densities"),
+    only: str = typer.Option(
+        "core,ct,poisson,protein,cells", help="the studies to tour, comma-separated"
+    ),
     overwrite: OverwriteOption = False,
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
-    """Run the generative core end to end on known densities and write a report folder."""
+    """Tour every study at a small scale with the shipped models; write one HTML site to OUT."""
+    from gensci import budget
+    from gensci.errors import ConfigError
+    from gensci.tour import STEPS, TourSettings, run_tour
+
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STEPS]
+    if unknown or not names:
+        raise ConfigError(f"--only {only!r}: unknown studies {unknown}; choose from {list(STEPS)}")
+    # the core's three models train: the diffusion model for --steps, the VAE and MADE for half
+    budget.check_time(
+        budget.least_seconds(2 * steps, budget.STEP_FLOOR), f"gensci demo with --steps {steps}",
+        "lower --steps",
+    )
     out_dir = prepare_out_dir(out, overwrite)
-    results = run_demo(out_dir, seed=seed, device=device, steps=steps, progress=progress)
-    for key, value in results.items():
-        typer.echo(f"{key}: {value}")
-    typer.echo(f"report: {out_dir / 'index.html'}")
+    settings = TourSettings(seed=seed, device=str(resolve_device(device)), progress=progress,
+                            core_steps=steps)
+    t0 = time.perf_counter()
+    index, lines = run_tour(out_dir, settings, names, echo=typer.echo)
+    typer.echo(f"\ntour finished in {time.perf_counter() - t0:.0f} s")
+    for name, line in lines.items():
+        typer.echo(f"  {name:8s} {line}")
+    typer.echo(f"report: {index}")

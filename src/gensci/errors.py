@@ -24,6 +24,11 @@ class ConfigError(GensciError, ValueError):
     """A configuration holds an unknown key or a value out of range."""
 
 
+class ResourceError(ConfigError):
+    """A run would need more memory, disk or time than there is (the estimate and the limit are
+    named)."""
+
+
 class CheckpointError(GensciError):
     """A checkpoint is missing, corrupt, or was written for another model."""
 
@@ -48,6 +53,53 @@ def check_finite(x: torch.Tensor | np.ndarray, name: str) -> None:
             raise DataError(
                 f"{name} holds {int(bad.sum())} NaN/inf values (first at index {first})"
             )
+
+
+_NON_NUMBERS = {
+    "b": "booleans",
+    "c": "complex numbers",
+    "U": "text",
+    "S": "bytes",
+    "O": "Python objects",
+    "V": "structured records",
+    "M": "dates",
+    "m": "time spans",
+}
+
+
+def check_real_dtype(dtype: np.dtype, name: str) -> None:
+    """Raise DataError unless `dtype` is an integer or floating dtype (see `check_numeric`)."""
+    kind = np.dtype(dtype).kind
+    if kind not in "iuf":
+        what = _NON_NUMBERS.get(kind, "non-numeric values")
+        hint = {
+            "c": "; give the real part or the magnitude explicitly (np.real, np.abs)",
+            "b": "; convert it to numbers first (e.g. arr.astype(float)) if 0/1 values are meant",
+        }.get(kind, "")
+        raise DataError(f"{name} holds {what} (dtype {dtype}), not real numbers{hint}")
+
+
+def check_numeric(
+    x: torch.Tensor | np.ndarray, name: str, ndim: int | Sequence[int] | None = None
+) -> np.ndarray:
+    """Return `x` as a float64 ndarray after checking that it holds real numbers (an integer or
+    floating dtype), `ndim` dimensions (one of them, when a sequence) and no NaN/inf.
+
+    Refused with DataError: complex values (the imaginary part is never dropped), booleans (a
+    mask is not a field of numbers; convert it explicitly if one is meant), text, objects,
+    records; NaN/inf; an empty array. ShapeError: another number of dimensions.
+    """
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    check_real_dtype(arr.dtype, name)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(str(n) for n in allowed)
+            raise ShapeError(
+                f"{name} has {arr.ndim} dimension(s) (shape {arr.shape}); expected {want}"
+            )
+    check_finite(arr, name)
+    return np.asarray(arr, dtype=np.float64)
 
 
 def check_shape(x: torch.Tensor | np.ndarray, expected: Sequence[int | None], name: str) -> None:

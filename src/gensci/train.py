@@ -236,6 +236,13 @@ class Trainer:
         words = np.random.SeedSequence([self.config.seed, self.step, shard]).generate_state(2)
         return int(words[0]) << 31 ^ int(words[1])
 
+    def _seed_noise(self, seed: int) -> None:
+        # the default generators directly: torch.manual_seed also visits every accelerator
+        # back-end, which costs more than a small model's whole step
+        torch.default_generator.manual_seed(seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(seed)
+
     # -- EMA ------------------------------------------------------------------------------------
     def _init_ema(self) -> None:
         self.ema: dict[str, torch.Tensor] | None = None
@@ -484,7 +491,7 @@ class Trainer:
         shards = self._shards(idx)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         for i, (shard, part) in enumerate(shards):
-            torch.manual_seed(self._noise_seed(shard))
+            self._seed_noise(self._noise_seed(shard))
             last = i == len(shards) - 1
             sync = nullcontext() if last or self.world == 1 else wrapped.no_sync()  # type: ignore[operator]
             with sync:

@@ -77,7 +77,7 @@ def test_regression_delta_gives_each_cell_its_shift(small, trained):
     ctrl = ((small.obs["cell_type"] == HELD) & (small.obs["condition"] == "control")).to_numpy()
     z = trained._encode(torch.from_numpy(np.asarray(small.X[ctrl])), None)
     again = trained._decode(z + torch.from_numpy(shifts), None).numpy()
-    np.testing.assert_allclose(pred.X, again, atol=1e-5)
+    np.testing.assert_allclose(pred.X, np.clip(again, 0, None), atol=1e-5)
     # A very large penalty returns the mean of the per-type deltas for every cell.
     flat = trained.predict(HELD, adata=small, n_bootstrap=0, delta="regression", ridge=1e9)
     assert np.ptp(flat.obsm["X_gensci_latent_delta"], axis=0).max() < 1e-5
@@ -94,7 +94,7 @@ def test_step_scales_the_shift_and_calibration_undoes_a_shrunk_delta(small, trai
     d = trained.latent_delta(n_bootstrap=0).delta
     pred = trained.predict(HELD, adata=small, n_bootstrap=0, step=1.5)
     again = trained._decode(z + 1.5 * torch.as_tensor(d, dtype=z.dtype), None).numpy()
-    np.testing.assert_allclose(pred.X, again, atol=1e-5)
+    np.testing.assert_allclose(pred.X, np.clip(again, 0, None), atol=1e-5)
     assert pred.uns[PREDICT_KEY]["step"] == 1.5
     grid = np.round(np.arange(0.25, 12.0, 0.05), 2)
     k, curve = trained.calibrate_step(grid=grid)
@@ -160,7 +160,8 @@ def test_sparse_matches_dense(small, trained):
     sm.train(seed=0, **FIT)
     p1 = dense.predict(HELD, adata=small, n_bootstrap=0).X
     p2 = sm.predict(HELD, adata=sparse_data, n_bootstrap=0).X
-    assert np.allclose(p1, p2, atol=1e-5)
+    assert sp.issparse(p2) and p2.format == "csr"  # the input's form is kept
+    assert np.allclose(p1, p2.toarray(), atol=1e-5)
 
 
 def test_save_load_roundtrip(tmp_path, small, trained):
@@ -188,7 +189,7 @@ def test_conditional_variant_label_convention():
     pred = m.predict("Dendritic", adata=a, n_bootstrap=5)
     assert (pred.obs["label"] == "predicted").all()
     assert pred.uns[PREDICT_KEY]["method"] == "cvae_label_swap"
-    assert np.isfinite(pred.X).all()
+    assert sp.issparse(pred.X) and np.isfinite(pred.X.data).all()
     with pytest.raises(ConfigError, match="unconditional"):
         m.predict("Dendritic", adata=a, n_bootstrap=0, delta="regression")
 
@@ -201,3 +202,59 @@ def test_counts_refused_and_untrained(small):
         PerturbationModel(a, **TINY)
     with pytest.raises(ConfigError, match="not trained"):
         PerturbationModel(small, **TINY).predict(HELD)
+
+
+def test_prediction_keeps_the_input_form_and_is_never_negative(small, trained):
+    import warnings
+
+    import anndata as ad
+    import pandas as pd
+    import scanpy as sc
+    import torch
+
+    a = small.copy()
+    a.X = sp.csc_matrix(a.X.astype(np.float64))
+    pred = trained.predict(HELD, adata=a, n_bootstrap=0)
+    assert sp.issparse(pred.X) and pred.X.format == "csc" and pred.X.dtype == np.float64
+    assert pred.X.min() >= 0
+    # the decoder does undershoot on this model: the clip is doing work
+    ctrl = ((small.obs["cell_type"] == HELD) & (small.obs["condition"] == "control")).to_numpy()
+    z = trained._encode(torch.from_numpy(np.asarray(small.X[ctrl])), None)
+    d = torch.as_tensor(trained.latent_delta(n_bootstrap=0).delta, dtype=z.dtype)
+    assert trained._decode(z + d, None).numpy().min() < 0
+    for col in ("cell_type", "condition"):
+        assert isinstance(pred.obs[col].dtype, pd.CategoricalDtype)
+    assert list(pred.obs["condition"].cat.categories) == ["control", "stimulated", "predicted"]
+    both = ad.concat([a[ctrl], pred])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sc.tl.rank_genes_groups(both, "condition", groups=["predicted"], reference="control",
+                                method="wilcoxon")
+    assert both.uns["rank_genes_groups"]["names"].shape[0] == a.n_vars
+
+
+def test_setup_anndata_detects_keys_as_the_cli_does():
+    from gensci.cells.registry import get_registry
+
+    a = make_perturbation_benchmark(seed=0, convention="label")[:, :50].copy()
+    setup_anndata(a, verbose=False)
+    reg = get_registry(a)
+    assert (reg.condition_key, reg.control, reg.perturbed, reg.cell_type_key) == (
+        "label", "ctrl", "stim", "cell_type")
+    a.obs = a.obs.rename(columns={"cell_type": "kind"})
+    with pytest.raises(DataError, match="cell-type column"):
+        setup_anndata(a, verbose=False)
+    setup_anndata(a, cell_type_key="kind", verbose=False)  # the others still detected
+    assert get_registry(a).condition_key == "label"
+
+
+def test_one_default_for_epochs_in_api_cli_and_study():
+    import inspect
+
+    from gensci.cells import cli
+    from gensci.cells.model import DEFAULT_MAX_EPOCHS
+    from gensci.cells.study import SCALES
+
+    api = inspect.signature(PerturbationModel.train).parameters["max_epochs"].default
+    command = inspect.signature(cli.train).parameters["max_epochs"].default
+    assert api == command == SCALES["full"]["max_epochs"] == DEFAULT_MAX_EPOCHS

@@ -35,8 +35,11 @@ def test_wgan_moves_generator_to_data():
     model = WGANGP(WGANGPConfig(data_dim=2, latent_dim=2, hidden=(64, 64)))
     held = torch.tensor([1.0, -1.0]) + torch.randn(1000, 2, generator=g) @ mix.T
     before = energy_distance(model.sample(1000, torch.Generator().manual_seed(1)), held)
+    # adversarial training orbits the equilibrium; the generator's weight average (EMA) sits near
+    # its centre, as GAN practice uses it (measured: 4 of 4 initialisations end below before / 3)
     cfg = TrainConfig(
-        steps=3000, batch_size=128, lr=1e-3, betas=(0.5, 0.9), grad_clip=0.0, progress=False
+        steps=3000, batch_size=128, lr=2e-4, betas=(0.5, 0.9), grad_clip=0.0, ema_decay=0.999,
+        progress=False,
     )
     Trainer(model, data, cfg).fit()
     after = energy_distance(model.sample(1000, torch.Generator().manual_seed(1)), held)

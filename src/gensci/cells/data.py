@@ -92,6 +92,28 @@ def detect_keys(adata: ad.AnnData) -> tuple[KeyConvention, str]:
     )
 
 
+def check_expression(adata: ad.AnnData, where: str) -> None:
+    """Raise DataError naming `where` (the file) unless X and every layer hold real, finite numbers.
+
+    Complex, boolean, text and object matrices are refused (gensci.errors.check_real_dtype), as
+    are NaN and inf; an X of None (expression kept in layers only) passes.
+    """
+    from gensci.errors import DataError, check_finite, check_real_dtype
+
+    mats = {"X": adata.X, **{f"layers[{k!r}]": v for k, v in adata.layers.items()}}
+    for name, m in mats.items():
+        if m is None:
+            continue
+        label = f"{name} of {where}"
+        if 0 in tuple(m.shape):
+            raise DataError(f"{label} is empty (shape {tuple(m.shape)})")
+        values = m.data if sp.issparse(m) else np.asarray(m)
+        check_real_dtype(values.dtype, label)
+        # the float64 sum is finite exactly when every value is, without a copy of `values`
+        if values.size and not np.isfinite(np.sum(values, dtype=np.float64)):
+            check_finite(values, label)
+
+
 def _pbmc_log_normalised() -> tuple[np.ndarray, list[str], ad.AnnData]:
     """Return (X (n_cells, n_genes) log-normalised, gene names, the source AnnData)."""
     import scanpy as sc
@@ -112,6 +134,8 @@ def make_perturbation_benchmark(
     noise: float = 0.15,
     heterogeneity: float = 4.0,
     sparse: bool = False,
+    response: str = "programme",
+    n_programmes: int = 4,
 ) -> ad.AnnData:
     """Return the semi-synthetic benchmark AnnData (700 real PBMC cells, half of them perturbed).
 
@@ -119,12 +143,28 @@ def make_perturbation_benchmark(
     ("condition" -> control/stimulated, "label" -> ctrl/stim) and ``activation`` (a_i, 0 for
     controls). X: log-normalised expression (dense, or CSR if ``sparse``). layers["counterfactual"]:
     each cell in the other condition. uns["perturbation_truth"]: cell_types, strength (per type),
-    loadings (n_types, n_genes; signed log-fold loadings, 0 = unaffected), induction (n_genes,).
+    loadings (n_types, n_genes; signed log-fold loadings, 0 = unaffected; with
+    response="programme" the mean over the type's cells), induction (n_genes,).
+
+    response="programme" (default): the type-specific part of the response is a function of the
+    cell's own expression programme, the same function for every type: the first
+    `n_programmes` principal components of the real expression each drive `n_type_genes` seeded
+    genes with loading ``v_kg * tanh(s_ik)`` (``s_ik`` the cell's standardised score on PC k;
+    up at one end of the programme, down at the other), on top of the shared interferon-like program; every type has strength 1 and differs
+    only through its expression (programme scores and receptor module). A method that learns
+    how the response depends on a cell's state can transfer it to an unseen type; one shared
+    shift cannot. response="independent": the earlier benchmark, each type's strength and its
+    own extra genes drawn at random, independent of its expression (kept to reproduce the
+    figures made with it).
     """
     if ad is None:  # pragma: no cover
         raise ConfigError("the cells study needs anndata and scanpy: pip install 'gensci[cells]'")
     if convention not in CONVENTIONS:
         raise ConfigError(f"unknown convention {convention!r}; choose one of {list(CONVENTIONS)}")
+    if response not in ("programme", "independent"):
+        raise ConfigError(f"unknown response {response!r}; choose 'programme' or 'independent'")
+    if n_programmes < 1:
+        raise ConfigError(f"n_programmes must be >= 1, got {n_programmes}")
     if noise < 0 or heterogeneity <= 0:
         raise ConfigError(f"noise must be >= 0 and heterogeneity > 0, got {noise}, {heterogeneity}")
     conv = CONVENTIONS[convention]
@@ -147,7 +187,7 @@ def make_perturbation_benchmark(
     induction[program] = rng.uniform(0.5, 4.0, size=len(program))
     strength = rng.uniform(*strength_range, size=len(type_names))
     non_program = np.setdiff1d(np.arange(n_genes), program)
-    for t in range(len(type_names)):
+    for t in range(len(type_names) if response == "independent" else 0):
         # Each type scales the shared program by its own per-gene factors and adds genes.
         loadings[t, program] = program_w * rng.uniform(0.6, 1.4, size=len(program))
         # A type's own genes are drawn among those it expresses (a response cannot lower a
@@ -174,6 +214,10 @@ def make_perturbation_benchmark(
         * rng.gamma(heterogeneity, 1.0 / heterogeneity, size=n_cells)
     )
     W = loadings[type_idx]  # (n_cells, n_genes)
+    if response == "programme":
+        W, activation, strength, loadings, V, drive = _programme_response(
+            X, rng, program, program_w, induction, n_programmes, n_type_genes, responsiveness,
+            heterogeneity, type_idx, len(type_names))
     effect = np.abs(W) * activation[:, None]
     counts = np.expm1(X.astype(np.float64))
     up = W > 0
@@ -212,13 +256,52 @@ def make_perturbation_benchmark(
     )
     out.var_names = genes
     out.layers["counterfactual"] = counterfactual
+    if response == "programme":
+        out.obsm["programme_drive"] = drive.astype(np.float32)
     out.uns["perturbation_truth"] = {
         "seed": int(seed),
+        "response": response,
         "cell_types": np.array(type_names, dtype=object),
         "strength": strength,
         "loadings": loadings,
         "induction": induction,
         "program_genes": np.array([genes[j] for j in program], dtype=object),
         "noise": float(noise),
+        **({"programme_loadings": V} if response == "programme" else {}),
     }
     return out
+
+
+def _programme_response(
+    X: np.ndarray, rng: np.random.Generator, program: np.ndarray, program_w: np.ndarray,
+    induction: np.ndarray, n_programmes: int, n_genes_each: int, responsiveness: np.ndarray,
+    heterogeneity: float, type_idx: np.ndarray, n_types: int,
+) -> tuple[np.ndarray, ...]:
+    """Return (W (n_cells, n_genes) signed loadings, activation (n_cells,), strength (n_types,)
+    all 1, loadings (n_types, n_genes) type means of W, V (K, n_genes) the programmes' gene
+    loadings, drive (n_cells, K) tanh of the cells' programme scores).
+
+    W_ig = w_g [g in program] + sum_k v_kg tanh(s_ik): s_ik is cell i's standardised score on
+    the k-th principal component of X; v_k holds `n_genes_each` seeded genes (among genes
+    expressed somewhere, outside the shared program) with random signs and |v| in [1, 2], so a
+    gene goes up in cells at one end of a programme and down at the other.
+    """
+    n_cells, n_genes = X.shape
+    centred = X - X.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    scores = centred @ vt[:n_programmes].T
+    scores = (scores - scores.mean(0)) / (scores.std(0) + 1e-8)
+    drive = np.tanh(scores)  # (n_cells, K) in (-1, 1): up in some programmes, down in others
+    pool = np.setdiff1d(np.flatnonzero(X.mean(0) > 0.1), program)
+    V = np.zeros((n_programmes, n_genes))
+    for k in range(n_programmes):
+        genes = rng.choice(np.setdiff1d(pool, np.flatnonzero(V.any(0))), size=n_genes_each,
+                           replace=False)
+        signs = np.where(rng.random(n_genes_each) < 0.5, 1.0, -1.0)
+        V[k, genes] = signs * rng.uniform(1.0, 2.0, size=n_genes_each)
+        induction[genes] = np.maximum(induction[genes], rng.uniform(0.5, 2.0, size=n_genes_each))
+    W = drive @ V
+    W[:, program] += program_w[None, :]
+    activation = responsiveness * rng.gamma(heterogeneity, 1.0 / heterogeneity, size=n_cells)
+    loadings = np.stack([W[type_idx == t].mean(0) for t in range(n_types)])
+    return W, activation, np.ones(n_types), loadings, V, drive

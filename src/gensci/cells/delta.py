@@ -11,7 +11,9 @@ would confound composition with response), optionally restricted to chosen types
 * ``"none"``: plain means over all cells.
 
 Bootstrap intervals resample the cells of every (type, condition) group with replacement, then
-balance and average again; the interval is the 2.5-97.5 percentile band per coordinate.
+balance and average again; the interval is the 2.5-97.5 percentile band per coordinate. Without
+draws, or when every draw gives the same |delta| (e.g. one cell per group), there is no interval:
+the bounds are None and ``ci_unavailable`` says why.
 
 ``regressed_delta`` is the cell-type specific alternative (as in scVIDR): one delta per training
 type, ``delta_t = mean z(perturbed, t) - mean z(control, t)``, regressed on the type's control mean
@@ -38,28 +40,37 @@ class DeltaResult:
     """A perturbation vector with its bootstrap interval."""
 
     delta: np.ndarray  # (d,)
-    ci_low: np.ndarray  # (d,) 2.5 percentile; equal to delta when n_bootstrap == 0
-    ci_high: np.ndarray  # (d,)
+    ci_low: np.ndarray | None  # (d,) 2.5 percentile; None when there is no interval
+    ci_high: np.ndarray | None  # (d,)
     norm: float
-    norm_ci: tuple[float, float]
+    norm_ci: tuple[float, float] | None
     cell_types: list[str] = field(default_factory=list)
     balance: str = "upsample"  # "type-means" for the regression: every type weighs the same
     n_bootstrap: int = 0
     mode: str = "mean"  # one of DELTA_MODES
+    ci_unavailable: str = ""  # why there is no interval ("" when there is one)
 
     def to_uns(self) -> dict:
-        """Return a dict fit for ``adata.uns`` (arrays and plain values only)."""
-        return {
+        """Return a dict fit for ``adata.uns`` (arrays and plain values only).
+
+        Without an interval, ci_low / ci_high / norm_ci are left out and ``ci_unavailable``
+        holds the reason.
+        """
+        out = {
             "delta": self.delta.astype(np.float32),
-            "ci_low": self.ci_low.astype(np.float32),
-            "ci_high": self.ci_high.astype(np.float32),
             "norm": float(self.norm),
-            "norm_ci": np.array(self.norm_ci, dtype=np.float32),
             "cell_types": np.array(self.cell_types, dtype=object),
             "balance": self.balance,
             "n_bootstrap": int(self.n_bootstrap),
             "mode": self.mode,
         }
+        if self.norm_ci is None or self.ci_low is None or self.ci_high is None:
+            out["ci_unavailable"] = self.ci_unavailable or "no bootstrap interval"
+        else:
+            out["ci_low"] = self.ci_low.astype(np.float32)
+            out["ci_high"] = self.ci_high.astype(np.float32)
+            out["norm_ci"] = np.array(self.norm_ci, dtype=np.float32)
+        return out
 
 
 def _balanced_mean(
@@ -86,6 +97,9 @@ def _groups(
             [np.flatnonzero((labels == t) & pert) for t in types])
 
 
+Interval = tuple[np.ndarray | None, np.ndarray | None, tuple[float, float] | None, str]
+
+
 def _interval(
     delta: np.ndarray,
     estimate,  # type: ignore[no-untyped-def]
@@ -93,11 +107,15 @@ def _interval(
     pert_groups: list[np.ndarray],
     n_bootstrap: int,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """Return (ci_low, ci_high, norm_ci) of `estimate(ctrl_groups, pert_groups)` (d,) over
-    `n_bootstrap` resamplings of every group with replacement (the point itself if 0)."""
+) -> Interval:
+    """Return (ci_low, ci_high, norm_ci, reason) of `estimate(ctrl_groups, pert_groups)` (d,) over
+    `n_bootstrap` resamplings of every group with replacement.
+
+    Without draws, or when the draws' |delta| band has zero width (they all agree, e.g. one cell
+    per group), there is no interval: (None, None, None, the reason).
+    """
     if n_bootstrap <= 0:
-        return delta.copy(), delta.copy(), (float(np.linalg.norm(delta)),) * 2
+        return None, None, None, "no bootstrap draws (n_bootstrap = 0)"
     reps = np.empty((n_bootstrap, len(delta)))
     for b in range(n_bootstrap):
         cg = [rng.choice(g, size=len(g), replace=True) for g in ctrl_groups]
@@ -105,7 +123,14 @@ def _interval(
         reps[b] = estimate(cg, pg)
     lo, hi = np.percentile(reps, [2.5, 97.5], axis=0)
     norms = np.linalg.norm(reps, axis=1)
-    return lo, hi, (float(np.percentile(norms, 2.5)), float(np.percentile(norms, 97.5)))
+    band = (float(np.percentile(norms, 2.5)), float(np.percentile(norms, 97.5)))
+    if not band[1] > band[0]:
+        sizes = sorted({len(g) for g in ctrl_groups + pert_groups})
+        return None, None, None, (
+            f"all {n_bootstrap} bootstrap draws give the same |delta| (group sizes {sizes}); "
+            "the resampling shows no spread, so no interval is reported"
+        )
+    return lo, hi, band, ""
 
 
 def balanced_delta(
@@ -151,7 +176,7 @@ def balanced_delta(
         return _balanced_mean(values, pg, balance, rng) - _balanced_mean(values, cg, balance, rng)
 
     delta = estimate(ctrl_groups, pert_groups)
-    lo, hi, norm_ci = _interval(delta, estimate, ctrl_groups, pert_groups, n_bootstrap, rng)
+    lo, hi, norm_ci, why = _interval(delta, estimate, ctrl_groups, pert_groups, n_bootstrap, rng)
     return DeltaResult(
         delta=delta,
         ci_low=lo,
@@ -161,6 +186,7 @@ def balanced_delta(
         cell_types=both,
         balance=balance,
         n_bootstrap=n_bootstrap,
+        ci_unavailable=why,
     )
 
 
@@ -232,10 +258,10 @@ def regressed_delta(
     def estimate(cg: list[np.ndarray], pg: list[np.ndarray]) -> np.ndarray:
         return _ridge_predict(*_per_type_stats(values, cg, pg), qbar, ridge)[0]
 
-    lo, hi, norm_ci = _interval(delta, estimate, ctrl_groups, pert_groups, n_bootstrap,
-                                np.random.default_rng(seed))
+    lo, hi, norm_ci, why = _interval(delta, estimate, ctrl_groups, pert_groups, n_bootstrap,
+                                     np.random.default_rng(seed))
     return per_cell, DeltaResult(
         delta=delta, ci_low=lo, ci_high=hi, norm=float(np.linalg.norm(delta)),
         norm_ci=norm_ci, cell_types=list(chosen), balance="type-means",
-        n_bootstrap=n_bootstrap, mode="regression",
+        n_bootstrap=n_bootstrap, mode="regression", ci_unavailable=why,
     )

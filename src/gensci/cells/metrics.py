@@ -9,6 +9,8 @@ All metrics compare per-gene means over cells (log-normalised expression):
   be negative and punishes a wrong scale or offset that Pearson forgives.
 * ``delta_corr``: Pearson r between the predicted and real response (mean minus control mean).
 * ``direction_acc``: fraction of DEGs whose predicted response has the sign of the real one.
+* ``r2_pearson_std``: squared Pearson r of predicted vs real per-gene standard deviations over
+  cells (scGen's variance figure): does the prediction spread like the real cells?
 
 DEGs: the Wilcoxon test (``scanpy.tl.rank_genes_groups``) of the held-out type's real perturbed vs
 control cells, ranked by absolute score, so that down-regulated genes count as DEGs too.
@@ -16,6 +18,8 @@ Intervals: bootstrap over cells, 2.5-97.5%: real perturbed cells are resampled w
 and control cells with their predictions as pairs (a prediction is a function of its control
 cell). Resampled means carry extra noise that biases correlation-type metrics down, so the
 percentile band is re-centred on the point estimate (median of the replicates moved onto it).
+A band of zero width (no draws, or draws that all agree, e.g. a control used as its own
+prediction) is no interval: ci_low / ci_high are then None and ``ci_unavailable`` says why.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from gensci.errors import DataError
 
 METRICS = (
     "r2_pearson_all", "r2_pearson_deg", "r2_all", "r2_deg",
-    "delta_corr_all", "delta_corr_deg", "direction_acc_deg",
+    "delta_corr_all", "delta_corr_deg", "direction_acc_deg", "r2_pearson_std_all",
+    "r2_pearson_std_deg",
 )
 
 
@@ -91,10 +96,13 @@ def top_degs(
 
 
 def _metrics_from_means(
-    pred: np.ndarray, real: np.ndarray, ctrl: np.ndarray, deg: np.ndarray
+    pred: np.ndarray, real: np.ndarray, ctrl: np.ndarray, deg: np.ndarray,
+    pred_sd: np.ndarray, real_sd: np.ndarray,
 ) -> dict[str, float]:
     d_pred, d_real = pred - ctrl, real - ctrl
     return {
+        "r2_pearson_std_all": r2_pearson(pred_sd, real_sd),
+        "r2_pearson_std_deg": r2_pearson(pred_sd[deg], real_sd[deg]),
         "r2_pearson_all": r2_pearson(pred, real),
         "r2_pearson_deg": r2_pearson(pred[deg], real[deg]),
         "r2_all": r2_score(pred, real),
@@ -123,7 +131,8 @@ def evaluate_prediction(
             raise DataError(f"{name} cells have shape {arr.shape}; need (n>0, {control.shape[1]})")
     deg = np.asarray(deg_index, dtype=int)
     point = _metrics_from_means(
-        predicted.mean(0), real_perturbed.mean(0), control.mean(0), deg
+        predicted.mean(0), real_perturbed.mean(0), control.mean(0), deg, predicted.std(0),
+        real_perturbed.std(0),
     )
     rng = np.random.default_rng(seed)
     paired = len(predicted) == len(control)
@@ -131,10 +140,11 @@ def evaluate_prediction(
     for _ in range(n_bootstrap):
         ic = rng.integers(0, len(control), len(control))
         ip = ic if paired else rng.integers(0, len(predicted), len(predicted))
-        p = predicted[ip].mean(0)
-        r = real_perturbed[rng.integers(0, len(real_perturbed), len(real_perturbed))].mean(0)
+        pc = predicted[ip]
+        rc = real_perturbed[rng.integers(0, len(real_perturbed), len(real_perturbed))]
         c = control[ic].mean(0)
-        for k, v in _metrics_from_means(p, r, c, deg).items():
+        for k, v in _metrics_from_means(pc.mean(0), rc.mean(0), c, deg, pc.std(0),
+                                        rc.std(0)).items():
             reps[k].append(v)
     out: dict[str, dict] = {}
     for k, v in point.items():
@@ -142,12 +152,21 @@ def evaluate_prediction(
         if len(arr):
             # Resampled means carry extra noise that pulls correlation-type metrics down; the
             # band is re-centred on the point estimate (its width is the bootstrap's).
-            lo, hi = np.percentile(arr, [2.5, 97.5]) + (v - np.median(arr))
-        else:
-            lo, hi = v, v
-        out[k] = {"value": v, "ci_low": float(lo), "ci_high": float(hi),
-                  "replicates": arr + (v - np.median(arr)) if len(arr) else arr}
+            arr = arr + (v - np.median(arr))
+        out[k] = {"value": v, **_band(arr), "replicates": arr}
     return out
+
+
+def _band(replicates: np.ndarray) -> dict[str, float | str | None]:
+    """Return {"ci_low", "ci_high"} of the 2.5-97.5% band of `replicates`, or, when there is
+    no band of positive width, None bounds and the reason in "ci_unavailable"."""
+    if len(replicates) == 0:
+        return {"ci_low": None, "ci_high": None, "ci_unavailable": "no bootstrap draws"}
+    lo, hi = (float(b) for b in np.percentile(replicates, [2.5, 97.5]))
+    if not hi > lo:  # also catches NaN
+        return {"ci_low": None, "ci_high": None, "ci_unavailable": (
+            f"all {len(replicates)} bootstrap draws agree ({lo:.4g}); no interval")}
+    return {"ci_low": lo, "ci_high": hi}
 
 
 def summarise(per_type: dict[str, dict[str, dict]]) -> dict[str, dict]:
@@ -165,11 +184,10 @@ def summarise(per_type: dict[str, dict[str, dict]]) -> dict[str, dict]:
         reps = [per_type[t][k].get("replicates") for t in per_type]
         mean = float(np.mean(values))
         if all(r is not None and len(r) for r in reps) and len({len(r) for r in reps}) == 1:
-            band = np.percentile(np.mean(np.stack(reps), axis=0), [2.5, 97.5])
-            lo, hi = float(band[0]), float(band[1])
+            out[k] = {"value": mean, **_band(np.mean(np.stack(reps), axis=0))}
         else:
-            lo = hi = mean
-        out[k] = {"value": mean, "ci_low": lo, "ci_high": hi}
+            out[k] = {"value": mean, "ci_low": None, "ci_high": None,
+                      "ci_unavailable": "the cell types have no bootstrap draws of equal number"}
     return out
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from gensci.cells.delta import BALANCE_MODES, DELTA_MODES, balanced_delta, regressed_delta
@@ -48,6 +49,10 @@ LATENT_KEY = "X_gensci_latent"
 PREDICT_KEY = "gensci_cells_prediction"
 FORMAT = "gensci.cells/1"
 OUTPUTS = ("decoded", "residual")
+# One default for the API, the CLI (`cells train --max-epochs`) and the study's "full" scale;
+# early stopping (patience 25 epochs) usually ends training before it.
+DEFAULT_MAX_EPOCHS = 200
+DEFAULT_PATIENCE = 25
 
 
 def leave_out(adata, cell_type: str):  # type: ignore[no-untyped-def]
@@ -56,6 +61,34 @@ def leave_out(adata, cell_type: str):  # type: ignore[no-untyped-def]
     reg = get_registry(adata)
     held = cell_mask(adata, reg, "perturbed", cell_type)
     return adata[~held].copy()
+
+
+
+_REGISTRY_KEYS = ("condition_key", "control", "perturbed", "cell_type_key", "layer")
+
+
+def read_model_metadata(path: str | Path) -> dict[str, Any]:
+    """Return the metadata of a gensci.cells model file; raise CheckpointError naming the file
+    if it is another kind of checkpoint or lacks (or mistypes) what `PerturbationModel.load`
+    needs: format, gene_names (list of names), registry (the five keys), conditional, extra."""
+    from gensci import checkpoint
+    from gensci.files import require_keys
+
+    meta = checkpoint.load_metadata(path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a gensci.cells model (format {meta.get('format')!r})")
+    require_keys(meta, ("gene_names", "registry", "conditional"), f"the metadata of {path}",
+                 CheckpointError)
+    reg, genes, extra = meta["registry"], meta["gene_names"], meta.setdefault("extra", {})
+    if not isinstance(reg, dict):
+        raise CheckpointError(f"{path}: registry is a {type(reg).__name__}, not a mapping")
+    require_keys(reg, _REGISTRY_KEYS, f"the registry in {path}", CheckpointError)
+    if not (isinstance(genes, list) and genes and all(isinstance(g, str) for g in genes)):
+        raise CheckpointError(f"{path}: gene_names is not a non-empty list of gene names")
+    held = extra.get("held_out", []) if isinstance(extra, dict) else None
+    if not isinstance(held, list):
+        raise CheckpointError(f"{path}: extra.held_out is not a list of cell types")
+    return meta
 
 
 class PerturbationModel:
@@ -124,17 +157,18 @@ class PerturbationModel:
     # -- training -------------------------------------------------------------------------------
     def train(
         self,
-        max_epochs: int = 100,
+        max_epochs: int = DEFAULT_MAX_EPOCHS,
         batch_size: int = 32,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         seed: int = 0,
         val_fraction: float = 0.1,
         early_stopping: bool = True,
-        patience: int = 25,
+        patience: int = DEFAULT_PATIENCE,
         device: str = "auto",
         progress: bool = True,
         out_dir: str | Path | None = None,
+        accumulate: int = 1,
     ) -> list[dict]:
         """Return the training history after fitting with the core Trainer.
 
@@ -179,6 +213,7 @@ class PerturbationModel:
             progress=progress,
             out_dir=str(out_dir) if out_dir is not None else None,
             resume=False,
+            accumulate=accumulate,
             patience=patience if use_val else 0,  # counted in validations, one per epoch
         )
         torch.manual_seed(seed)  # the weights' initial draw is part of what the seed fixes
@@ -389,9 +424,11 @@ class PerturbationModel:
         delta in uns is the one before the step; uns["gensci_cells_prediction"]["step"] holds it.
 
         The control cells come from `adata` (default: the training AnnData); the delta from the
-        training cells (balanced per `balance`, over `restrict_to` types if given). obs is copied
-        from the control cells with obs[condition_key] = "predicted" (the source cell's name in
-        obs["source_cell"]); uns["gensci_cells_prediction"] holds the delta and its interval (for the
+        training cells (balanced per `balance`, over `restrict_to` types if given). X has the
+        input's form: sparse in the same format if the input is, its float dtype, and clipped
+        at 0 for log-normalised data (the decoder can undershoot). obs is copied from the
+        control cells with obs[condition_key] = "predicted", a new category when the column is
+        categorical (the source cell's name in obs["source_cell"]); uns["gensci_cells_prediction"] holds the delta and its interval (for the
         regression: of the cells' mean delta; each cell's own in obsm["X_gensci_latent_delta"]).
         """
         import anndata as ad
@@ -443,8 +480,14 @@ class PerturbationModel:
         obs = adata.obs[ctrl].copy()
         obs["source_cell"] = obs.index.astype(str)
         obs.index = [f"{n}-predicted" for n in obs.index.astype(str)]
-        obs[reg.condition_key] = "predicted"
-        out = ad.AnnData(X=pred.numpy().astype(np.float32), obs=obs, var=adata.var.copy())
+        cond = adata.obs[reg.condition_key]
+        if isinstance(cond.dtype, pd.CategoricalDtype):  # categorical obs stay categorical
+            cats = [c for c in cond.cat.categories if c != "predicted"] + ["predicted"]
+            obs[reg.condition_key] = pd.Categorical(["predicted"] * len(obs), categories=cats)
+        else:
+            obs[reg.condition_key] = "predicted"
+        out = ad.AnnData(X=self._as_input(pred.numpy(), expression_matrix(adata, reg.layer)),
+                         obs=obs, var=adata.var.copy())
         out.uns[PREDICT_KEY] = {
             "cell_type": cell_type,
             "method": "cvae_label_swap" if self.conditional else "latent_arithmetic",
@@ -460,6 +503,20 @@ class PerturbationModel:
             out.uns[PREDICT_KEY]["ridge"] = float(ridge)
             out.obsm["X_gensci_latent_delta"] = (step_used * shift).astype(np.float32)
         return out
+
+    def _as_input(self, values: np.ndarray, like):  # type: ignore[no-untyped-def]
+        """Return predicted values (n, G) in the form of the input matrix `like`: the same
+        sparse format (or dense) and float dtype; log-normalised data is clipped at 0, since
+        log expression cannot be negative (scaled data keeps its sign)."""
+        import scipy.sparse as sp
+
+        if self.data_state != "scaled":
+            values = np.clip(values, 0.0, None)
+        dtype = like.dtype if np.issubdtype(like.dtype, np.floating) else np.float32
+        values = values.astype(dtype, copy=False)
+        if sp.issparse(like):
+            return sp.csr_matrix(values).asformat(like.format)
+        return values
 
     # -- persistence ----------------------------------------------------------------------------
     def save(
@@ -492,11 +549,7 @@ class PerturbationModel:
         """
         from gensci import checkpoint
 
-        meta = checkpoint.load_metadata(path)
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(
-                f"{path} is not a gensci.cells model (format {meta.get('format')!r})"
-            )
+        meta = read_model_metadata(path)
         module = checkpoint.load(path, device=resolve_device(device))
         if not isinstance(module, VAE):
             raise CheckpointError(f"{path} holds a {type(module).__name__}, not a VAE")

@@ -116,18 +116,25 @@ def _check_obs_key(adata, key: str, what: str) -> None:  # type: ignore[no-untyp
 
 def setup_anndata(
     adata,  # type: ignore[no-untyped-def]
-    condition_key: str,
-    control: str,
-    perturbed: str,
-    cell_type_key: str,
+    condition_key: str | None = None,
+    control: str | None = None,
+    perturbed: str | None = None,
+    cell_type_key: str | None = None,
     layer: str | None = None,
     verbose: bool = True,
 ) -> DataState:
     """Return the DataState found, after registering the keys in ``adata.uns["_gensci_cells"]``.
 
-    Raises DataError when a key is missing from obs, a condition value is absent, the layer is
+    Keys left as None are detected as the CLI does (``gensci.cells.data.detect_keys``: obs
+    "condition" with control/stimulated or "label" with ctrl/stim, and the usual cell-type
+    column names); with verbose, what was detected is printed. Raises DataError when a key is
+    missing from obs (or cannot be detected), a condition value is absent, the layer is
     missing, or the expression holds NaN/inf.
     """
+    if None in (condition_key, control, perturbed, cell_type_key):
+        condition_key, control, perturbed, cell_type_key = _detect(
+            adata, condition_key, control, perturbed, cell_type_key, verbose)
+    assert condition_key and control and perturbed and cell_type_key  # filled by _detect
     _check_obs_key(adata, condition_key, "condition")
     _check_obs_key(adata, cell_type_key, "cell-type")
     values = sorted(adata.obs[condition_key].astype(str).unique())
@@ -152,6 +159,40 @@ def setup_anndata(
               f"({'sparse' if state.sparse else 'dense'}); cells per type and condition:")
         print(counts.to_string())
     return state
+
+
+def _detect(adata, condition_key, control, perturbed, cell_type_key, verbose):  # type: ignore[no-untyped-def]
+    """Return the four keys with those not given filled from the known conventions
+    (``gensci.cells.data.CONVENTIONS`` and ``CELL_TYPE_KEYS``, as the CLI detects them)."""
+    from gensci.cells.data import CELL_TYPE_KEYS, CONVENTIONS
+
+    if None in (condition_key, control, perturbed):
+        for conv in CONVENTIONS.values():
+            if condition_key not in (None, conv.condition_key):
+                continue
+            if conv.condition_key in adata.obs.columns:
+                values = set(adata.obs[conv.condition_key].astype(str).unique())
+                if {control or conv.control, perturbed or conv.perturbed} <= values:
+                    condition_key = conv.condition_key
+                    control, perturbed = control or conv.control, perturbed or conv.perturbed
+                    break
+        if None in (condition_key, control, perturbed):
+            raise DataError(
+                "could not detect the condition column: expected obs['condition'] with values "
+                "'control'/'stimulated' or obs['label'] with 'ctrl'/'stim'; obs columns are "
+                f"{list(adata.obs.columns)}; give condition_key, control and perturbed"
+            )
+    if cell_type_key is None:
+        cell_type_key = next((k for k in CELL_TYPE_KEYS if k in adata.obs.columns), None)
+        if cell_type_key is None:
+            raise DataError(
+                f"could not detect the cell-type column (tried {list(CELL_TYPE_KEYS)}); obs "
+                f"columns are {list(adata.obs.columns)}; give cell_type_key"
+            )
+    if verbose:
+        print(f"gensci.cells: detected condition_key={condition_key!r} ({control!r} vs "
+              f"{perturbed!r}), cell_type_key={cell_type_key!r}")
+    return condition_key, control, perturbed, cell_type_key
 
 
 def get_registry(adata) -> CellsRegistry:  # type: ignore[no-untyped-def]

@@ -28,10 +28,16 @@ from gensci.cells.metrics import (
     summarise,
     top_degs,
 )
-from gensci.cells.model import OUTPUTS, PerturbationModel, leave_out
+from gensci.cells.model import (
+    DEFAULT_MAX_EPOCHS,
+    DEFAULT_PATIENCE,
+    OUTPUTS,
+    PerturbationModel,
+    leave_out,
+)
 from gensci.cells.registry import cell_mask, dense_rows, expression_matrix, get_registry
 from gensci.errors import ConfigError, DataError
-from gensci.runtime import atomic_write_text, prepare_out_dir
+from gensci.runtime import atomic_write_text, finish_out_dir, prepare_out_dir
 
 # Model sizes. "full" is scGen's: 2 x 800 hidden, latent 100, KL weight 5e-5.
 SCALES: dict[str, dict[str, Any]] = {
@@ -39,8 +45,8 @@ SCALES: dict[str, dict[str, Any]] = {
              "patience": 5, "n_bootstrap": 20},
     "small": {"latent_dim": 32, "hidden": (256, 256), "max_epochs": 60, "batch_size": 32,
               "patience": 10, "n_bootstrap": 100},
-    "full": {"latent_dim": 100, "hidden": (800, 800), "max_epochs": 200, "batch_size": 32,
-             "patience": 25, "n_bootstrap": 200},
+    "full": {"latent_dim": 100, "hidden": (800, 800), "max_epochs": DEFAULT_MAX_EPOCHS,
+             "batch_size": 32, "patience": DEFAULT_PATIENCE, "n_bootstrap": 200},
 }
 BASELINES = ("control", "gene_shift", "pca_shift")
 # "vae_regression": decoded output with each cell's delta from the type regression (scVIDR)
@@ -173,7 +179,7 @@ def evaluate_cell_type(adata, cell_type: str, cfg: StudyConfig) -> dict[str, Any
             n_bootstrap=s["n_bootstrap"], output=out or cfg.output, delta=delta, ridge=cfg.ridge,
             step=cfg.step if family == "vae" else 1.0,
         )
-        preds[method] = np.asarray(pred.X, dtype=np.float32)
+        preds[method] = dense_rows(pred.X)
     metrics = {
         name: evaluate_prediction(p, real_x, ctrl_x, deg, s["n_bootstrap"], cfg.seed)
         for name, p in preds.items()
@@ -187,6 +193,8 @@ def evaluate_cell_type(adata, cell_type: str, cfg: StudyConfig) -> dict[str, Any
 
 
 def _fmt(m: dict) -> str:
+    if m.get("ci_low") is None or m.get("ci_high") is None:
+        return f"{m['value']:.3f} (no interval)"
     return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
 
 
@@ -235,7 +243,8 @@ def _verdict(per_type: dict[str, Any], summary: dict[str, Any], methods: list[st
         beats = {b: mean > summary[b]["r2_deg"]["value"] for b in BASELINES}
         losing = [
             t for t, r in per_type.items()
-            if r["metrics"][m]["r2_deg"]["value"] <= r["metrics"]["gene_shift"]["r2_deg"]["value"]
+            # a NaN score counts as not beating the baseline
+            if not r["metrics"][m]["r2_deg"]["value"] > r["metrics"]["gene_shift"]["r2_deg"]["value"]
         ]
         dc = summary[m]["delta_corr_deg"]["value"]
         out[m] = {"mean_r2_deg": mean, "beats": beats, "delta_corr_deg": dc,
@@ -310,6 +319,7 @@ def run_study(
         atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=_json),
                           overwrite=overwrite)
         atomic_write_text(out / "report.md", _report(result), overwrite=overwrite)
+        finish_out_dir(out)
     return result
 
 

@@ -21,7 +21,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from gensci.errors import ConfigError, ShapeError
+from gensci.budget import check_memory, radon_bytes
+from gensci.errors import ConfigError, ResourceError, ShapeError
 from gensci.inverse.operators import LinearOperator
 
 
@@ -44,11 +45,17 @@ def parse_angles(spec: str) -> np.ndarray:
             start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
             if count < 1 or stop <= start:
                 raise ValueError
+            check_memory(
+                32.0 * count, f"the angle spec {spec!r} ({count} views)",
+                "lower the view count", "the list of angles",
+            )
             return start + (stop - start) * np.arange(count) / count
         values = np.array([float(v) for v in text.split(",") if v.strip()], dtype=np.float64)
         if values.size == 0:
             raise ValueError
         return values
+    except ResourceError:
+        raise
     except ValueError:
         raise ConfigError(
             f"angle spec {spec!r} is not 'start:stop:count' (stop > start, count >= 1, "
@@ -164,6 +171,12 @@ class Radon(LinearOperator):
         key = (dtype, device)
         if key not in self._mats:
             if self._base is None:
+                views = self.n_angles
+                check_memory(
+                    radon_bytes(self.n, views, self.n_det, self.det_spacing),
+                    f"a Radon operator for {self.n} x {self.n} images with {views} views",
+                    "use a smaller image or fewer views", "the Radon system matrix",
+                )
                 rows, cols, vals = _system_matrix(
                     self.n, tuple(float(a) for a in self.angles), self.n_det, self.det_spacing
                 )

@@ -2,6 +2,7 @@
 
 from gensci.models.autoregressive import MADE, MADEConfig
 from gensci.models.diffusion import DiffusionConfig, DiffusionModel
+from gensci.models.equivariant import EquivariantVAE, EquivariantVAEConfig
 from gensci.models.gan import WGANGP, WGANGPConfig
 from gensci.models.samplers import (
     annealed_langevin,
@@ -18,6 +19,8 @@ __all__ = [
     "MADEConfig",
     "DiffusionConfig",
     "DiffusionModel",
+    "EquivariantVAE",
+    "EquivariantVAEConfig",
     "WGANGP",
     "WGANGPConfig",
     "SDE",

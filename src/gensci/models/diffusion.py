@@ -5,7 +5,10 @@ clean x_0, or v = alpha eps - std x_0 (VP only); all give the noise estimate eps
 score(x_t, t) = -eps_hat / std(t),  E[x_0 | x_t] = (x_t - std eps_hat) / alpha.
 The loss is the squared error on the predicted quantity: eps-prediction weights all noise levels
 alike in eps, x0-prediction in x_0 (what a conditional solver with a sharp posterior needs at
-high noise), v-prediction in between.
+high noise), v-prediction in between. Gradient prediction ("grad": the network outputs the score
+grad_x log p_t itself, eps_hat = -std * out) trains the same eps loss; its output stays O(1) as
+std -> 0, the choice for a score wanted at small noise and differentiated in x and in a condition.
+net='set' models unordered points in a periodic box, data_shape (N, d) (gensci.nn.sets).
 The schedule (gensci.models.sde) and the samplers (gensci.models.samplers) know nothing of the network.
 """
 
@@ -20,7 +23,14 @@ from torch import nn
 from gensci.errors import ConfigError, ShapeError, check_finite
 from gensci.models.samplers import SAMPLERS
 from gensci.models.sde import SDE, _bcast, make_sde
-from gensci.nn import MLP, SinusoidalEmbedding, UNet, UNetConfig
+from gensci.nn import (
+    MLP,
+    PeriodicSetNet,
+    PeriodicSetNetConfig,
+    SinusoidalEmbedding,
+    UNet,
+    UNetConfig,
+)
 
 
 @dataclass
@@ -39,12 +49,19 @@ class DiffusionConfig:
     num_res_blocks: int = 1
     cond_channels: int = 0  # unet: image condition (B, cond_channels, H, W)
     cond_dim: int = 0  # mlp: vector condition (B, cond_dim); unet: vector condition too
-    prediction: str = "eps"  # what the network outputs: "eps", "x0" or "v" (VP only)
+    prediction: str = "eps"  # what the network outputs: "eps", "x0", "v" (VP only) or "grad"
+    period: float = 1.0  # set: box length L of the periodic points
+    harmonics: int = 8  # set: Fourier features per coordinate
+    set_width: int = 32  # set: width of the point and pair features
 
     def __post_init__(self) -> None:
         self.data_shape = tuple(int(s) for s in self.data_shape)
-        if self.net not in ("mlp", "unet"):
-            raise ConfigError(f"unknown net {self.net!r}; choose 'mlp' or 'unet'")
+        if self.net not in ("mlp", "unet", "set"):
+            raise ConfigError(f"unknown net {self.net!r}; choose 'mlp', 'unet' or 'set'")
+        if self.net == "set" and (len(self.data_shape) != 2 or self.cond_channels):
+            raise ConfigError(f"net='set' needs data_shape (N, d), got {self.data_shape}")
+        if self.net == "set" and not (math.isfinite(self.period) and self.period > 0):
+            raise ConfigError(f"net='set' needs a period > 0, got {self.period}")
         if self.net == "mlp" and len(self.data_shape) != 1:
             raise ConfigError(f"net='mlp' needs data_shape (D,), got {self.data_shape}")
         if self.net == "unet" and len(self.data_shape) != 3:
@@ -53,8 +70,10 @@ class DiffusionConfig:
             raise ConfigError("cond_channels is for net='unet'; use cond_dim with net='mlp'")
         if self.sde not in ("vp", "ve"):
             raise ConfigError(f"unknown sde {self.sde!r}; choose 'vp' or 've'")
-        if self.prediction not in ("eps", "x0", "v"):
-            raise ConfigError(f"unknown prediction {self.prediction!r}; choose 'eps', 'x0' or 'v'")
+        if self.prediction not in ("eps", "x0", "v", "grad"):
+            raise ConfigError(
+                f"unknown prediction {self.prediction!r}; choose 'eps', 'x0', 'v' or 'grad'"
+            )
         if self.prediction == "v" and self.sde != "vp":
             raise ConfigError("prediction='v' needs sde='vp' (alpha^2 + std^2 = 1)")
 
@@ -98,6 +117,25 @@ class _UNetEps(nn.Module):
         return self.net(x, t, cond_vec=cond)
 
 
+class _SetEps(nn.Module):
+    """The network for unordered points in a periodic box: x (B, N, d) -> (B, N, d)."""
+
+    def __init__(self, c: DiffusionConfig) -> None:
+        super().__init__()
+        self.net = PeriodicSetNet(
+            PeriodicSetNetConfig(
+                dim=c.data_shape[1], period=c.period, harmonics=c.harmonics, hidden=c.set_width,
+                time_dim=c.time_dim, cond_dim=c.cond_dim,
+            )
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return self.net(x, t, cond)
+
+
+_NETS: dict[str, type[nn.Module]] = {"mlp": _MLPEps, "unet": _UNetEps, "set": _SetEps}
+
+
 class DiffusionModel(nn.Module):
     """A score model s_theta(x, t, cond) ~ grad_x log p_t(x | cond) over data of shape `data_shape`."""
 
@@ -111,7 +149,7 @@ class DiffusionModel(nn.Module):
             sigma_min=config.sigma_min,
             sigma_max=config.sigma_max,
         )
-        self.eps_net: nn.Module = _MLPEps(config) if config.net == "mlp" else _UNetEps(config)
+        self.eps_net: nn.Module = _NETS[config.net](config)
 
     # -- shapes ---------------------------------------------------------------------------------
     def _check(self, x: torch.Tensor, cond: torch.Tensor | None) -> None:
@@ -136,6 +174,8 @@ class DiffusionModel(nn.Module):
         kind = self.config.prediction
         if kind == "eps":
             return out
+        if kind == "grad":
+            return -_bcast(self.sde.std(t), x) * out
         a, s = _bcast(self.sde.alpha(t), x), _bcast(self.sde.std(t), x)
         if kind == "x0":
             return (x - a * out) / s
@@ -146,6 +186,8 @@ class DiffusionModel(nn.Module):
     ) -> torch.Tensor:
         """Return grad_x log p_t(x | cond) = -eps_theta(x, t) / std(t); x: (B, *data_shape), t: (B,)."""
         t = t.reshape(-1).expand(x.shape[0])
+        if self.config.prediction == "grad":
+            return self.eps_net(x, t, cond)  # exact at every std, small ones included
         return -self.eps(x, t, cond) / _bcast(self.sde.std(t), x)
 
     def denoise(
@@ -174,6 +216,9 @@ class DiffusionModel(nn.Module):
         out = self.eps_net(xt, t, cond)
         kind = self.config.prediction
         if kind == "eps":
+            target = noise
+        elif kind == "grad":
+            out = -_bcast(std, x0) * out  # eps_hat of the predicted score
             target = noise
         elif kind == "x0":
             target = x0

@@ -8,8 +8,10 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from gensci.errors import ConfigError, FormatError, ShapeError, check_finite
+from gensci import budget
+from gensci.errors import ConfigError, DataError, FormatError, ShapeError, check_numeric
 from gensci.runtime import (
+    AccumulateOption,
     DeviceOption,
     OverwriteOption,
     SeedOption,
@@ -26,39 +28,15 @@ app = typer.Typer(
 
 def _read_field(path: Path, key: str) -> np.ndarray:
     """Return an (N, N) or (B, N, N) float64 array from .npy, or `key` of a .npz / .h5 file."""
-    if not path.is_file():
-        raise FormatError(f"{path} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                if key not in z.files:
-                    raise FormatError(f"{path} has no array {key!r}; it holds {z.files}")
-                arr = z[key]
-        elif suffix in (".h5", ".hdf5"):
-            import h5py
+    from gensci.poisson.data import read_array
 
-            with h5py.File(path, "r") as f:
-                if key not in f:
-                    raise FormatError(f"{path} has no dataset {key!r}; it holds {list(f)}")
-                arr = f[key][()]
-        else:
-            raise FormatError(f"unknown file type {suffix!r} for {path}; use .npy, .npz or .h5")
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, FormatError):
-            raise
-        raise FormatError(f"cannot read {path}: {exc}") from exc
-    arr = np.asarray(arr, dtype=np.float64)
-    if arr.ndim not in (2, 3):
-        raise ShapeError(f"{path}:{key} must be (N, N) or (B, N, N); got shape {arr.shape}")
+    where = str(path) if path.suffix.lower() == ".npy" else f"{path}:{key}"
+    arr = check_numeric(read_array(path, key), where, ndim=(2, 3))
     if arr.shape[-1] != arr.shape[-2]:
         raise ShapeError(
-            f"{path}:{key} is on a {arr.shape[-2]} x {arr.shape[-1]} grid; the solver needs a "
+            f"{where} is on a {arr.shape[-2]} x {arr.shape[-1]} grid; the solver needs a "
             "square N x N grid"
         )
-    check_finite(arr, f"{path}:{key}")
     return arr
 
 
@@ -77,10 +55,19 @@ def generate(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Write seeded (rho, phi, boundary) pairs solved exactly, with their generating parameters."""
-    from gensci.poisson.data import make_dataset, write_dataset
+    from gensci.files import check_suffix
+    from gensci.poisson.data import DATASET_SUFFIXES, make_dataset, write_dataset
 
+    check_suffix(out, DATASET_SUFFIXES, "a Poisson dataset")
     check_writable(out, overwrite)
     fams = [f.strip() for f in families.split(",") if f.strip()]
+    what = f"poisson generate of {n_examples} examples on {n} x {n}"
+    budget.check_need(
+        budget.poisson_generate_need(n_examples, n, fams), what, "lower --n-examples or --n"
+    )
+    budget.check_disk(
+        budget.poisson_dataset_bytes(n_examples, n), out, what, "lower --n-examples or --n"
+    )
     ds = make_dataset(n_examples, n, fams, seed=seed,
                       nonzero_boundary_fraction=nonzero_boundary_fraction, progress=True)
     write_dataset(ds, out, overwrite=overwrite)
@@ -108,6 +95,7 @@ def train(
         str, typer.Option(help="diffusion network output: x0 | v | eps (x0 suits a solver)")
     ] = "x0",
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 100,
+    accumulate: AccumulateOption = 1,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     overwrite: OverwriteOption = False,
@@ -121,11 +109,30 @@ def train(
         raise ConfigError(f"unknown --kind {kind!r}; choose diffusion or regression")
     if prediction not in ("eps", "x0", "v"):
         raise ConfigError(f"unknown --prediction {prediction!r}; choose x0, v or eps")
-    if out.exists() and any(out.iterdir()) and not (out / "last.pt").exists() and not overwrite:
-        raise ConfigError(f"{out} is not empty and holds no run to resume; pass --overwrite")
-    if (out / MODEL_FILE).exists() and not overwrite:
-        # a finished run continues when more steps are asked for
-        overwrite = True
+    shape = budget.peek_shape(data, "rho")
+    try:
+        levels = tuple(int(m) for m in channel_mults.split(","))
+    except ValueError:
+        levels = ()
+    if shape is not None and len(shape) == 3 and levels:
+        dev = resolve_device(device)
+        net = budget.poisson_net(kind, shape[-1], base_channels, levels, 1 + boundary_channel)
+        what = f"poisson train ({kind}) on {shape[0]} examples of {shape[-1]} x {shape[-1]}"
+        budget.check_need(
+            budget.poisson_train_need(shape[0], shape[-1], batch_size, net, dev.type == "cuda"),
+            what, "lower --batch-size, --base-channels or --channel-mults, or use fewer examples",
+            dev,
+        )
+        budget.check_time(
+            budget.training_seconds(net, steps, batch_size, dev), f"{what} for {steps} steps",
+            "lower --steps or --batch-size",
+        )
+    from gensci.runtime import init_distributed, is_main_process, prepare_out_dir
+
+    init_distributed(resolve_device(device))  # under torchrun: before any rank looks at --out
+    # a folder holding a run continues it (a finished one too, to a larger --steps); --overwrite
+    # starts over
+    prepare_out_dir(out, overwrite, resumable=lambda d: (d / "last.pt").exists())
     seed_everything(seed)
     ds = read_dataset(data)
     try:
@@ -136,11 +143,12 @@ def train(
         ) from exc
     tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
                      warmup_steps=warmup, ema_decay=0.995, seed=seed,
-                     checkpoint_every=checkpoint_every, device=device)
-    train_surrogate(ds, out, kind=kind, train_config=tc, overwrite=overwrite,
+                     checkpoint_every=checkpoint_every, device=device, accumulate=accumulate)
+    train_surrogate(ds, out, kind=kind, train_config=tc, overwrite=True,
                     base_channels=base_channels, channel_mults=mults,
                     boundary_channel=boundary_channel, prediction=prediction)
-    typer.echo(f"trained {kind} surrogate: {out / MODEL_FILE}")
+    if is_main_process():
+        typer.echo(f"trained {kind} surrogate: {out / MODEL_FILE}")
 
 
 @app.command()
@@ -184,6 +192,14 @@ def solve(
         raise FormatError(f"--out must end in .npy or .npz; got {out}")
     if method not in ("exact", "diffusion", "regression"):
         raise ConfigError(f"unknown --method {method!r}; choose exact, diffusion or regression")
+    shape = budget.peek_shape(rho, "rho")
+    if shape is not None and len(shape) in (2, 3):
+        fields = 1 if len(shape) == 2 else shape[0]
+        budget.check_need(
+            budget.poisson_solve_need(fields, shape[-1], boundary=boundary is not None),
+            f"poisson solve ({method}) of {fields} fields on {shape[-1]} x {shape[-1]}",
+            "solve fewer fields at a time",
+        )
     r = _read_field(rho, "rho")
     g = None
     if boundary is not None:
@@ -204,6 +220,24 @@ def solve(
         m = load_surrogate(model, device=str(resolve_device(device)))
         if m.config.kind != method:
             raise ConfigError(f"{model} holds a {m.config.kind} surrogate, not {method}")
+        c = m.config
+        net = budget.poisson_net(c.kind, c.n, c.base_channels, c.channel_mults, c.cond_channels)
+        dev = resolve_device(device)
+        what = f"poisson solve ({method}) of {rb.shape[0]} fields on {c.n} x {c.n}" + (
+            f" with {samples} samples" if samples > 1 else "")
+        budget.check_need(
+            budget.poisson_solve_need(rb.shape[0], c.n, samples, net, g is not None,
+                                      cuda=dev.type == "cuda"),
+            what, "lower --samples or solve fewer fields at a time", dev,
+        )
+        budget.check_time(
+            budget.poisson_solve_seconds(rb.shape[0], samples, steps, net, device=dev),
+            what + f" and {steps} steps", "lower --steps or --samples",
+        )
+        budget.check_disk(
+            8.0 * rb.shape[0] * c.n * c.n * (2 if samples > 1 else 1), out, what,
+            "lower --samples or solve fewer fields at a time",
+        )
         draws = predict(m, rb, gb, sampler=sampler, steps=steps, n_samples=samples, eta=eta,
                         hard=not soft, guidance=guided, project=project, seed=seed,
                         progress=True)
@@ -217,6 +251,9 @@ def solve(
                 phi[i] = res.x
                 its.append(res.iterations)
             typer.echo(f"CG warm start: {np.mean(its):.1f} iterations to 1e-8 (mean)")
+    if not np.isfinite(phi).all():
+        bad = int((~np.isfinite(phi)).sum())
+        raise DataError(f"the {method} solution holds {bad} NaN/inf values; {out} not written")
     res = relative_discrete_residual(phi, rb)
     bv = max_boundary_violation(phi, np.zeros_like(phi) if gb is None else gb)
     typer.echo(f"relative residual: median {np.median(res):.3g}; max boundary violation "
@@ -260,6 +297,24 @@ def study(
     from gensci.poisson.study import load_surrogate, run_study
     from gensci.runtime import prepare_out_dir
 
+    shape = budget.peek_shape(data, "rho")
+    if shape is not None and len(shape) == 3:
+        used = min(limit, shape[0])
+        nets = []
+        for path in model:
+            c = load_surrogate(path, device="cpu").config
+            nets.append(budget.poisson_net(c.kind, c.n, c.base_channels, c.channel_mults,
+                                           c.cond_channels))
+        variants = len(model) * (2 + bool(guided) + bool(project)) + 2
+        what = f"poisson study of {used} examples on {shape[-1]} x {shape[-1]}"
+        budget.check_need(
+            budget.poisson_study_need(shape[0], used, shape[-1], nets, variants), what,
+            "lower --limit or study a smaller dataset",
+        )
+        budget.check_time(
+            max((budget.poisson_solve_seconds(used, variants, steps, net) for net in nets),
+                default=0.0), what + f" and {steps} steps", "lower --steps or --limit",
+        )
     prepare_out_dir(out, overwrite)
     ds = read_dataset(data)
     ds = ds.subset(slice(0, limit))

@@ -14,6 +14,7 @@ Out-of-distribution families used by the benchmark:
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from gensci.errors import ConfigError, DataError, FormatError, ShapeError, check_finite
+from gensci.errors import (
+    ConfigError,
+    DataError,
+    FormatError,
+    GensciError,
+    ShapeError,
+    check_numeric,
+)
+from gensci.files import check_input_file, check_suffix, parse_json_object
 from gensci.poisson.solver import check_grid, solve_poisson
 from gensci.runtime import atomic_save
 
@@ -267,9 +276,12 @@ def make_dataset(
     return PoissonDataset(rho, phi, boundary, family, params)
 
 
+DATASET_SUFFIXES = (".npz", ".h5", ".hdf5")
+
+
 def write_dataset(ds: PoissonDataset, path: str | Path, overwrite: bool = False) -> Path:
     """Write `ds` to .npz or .h5/.hdf5 (chosen by suffix) atomically; return the path."""
-    path = Path(path)
+    path = check_suffix(path, DATASET_SUFFIXES, "a Poisson dataset")
     suffix = path.suffix.lower()
     params_json = json.dumps(ds.params, default=_jsonable)
     if suffix == ".npz":
@@ -301,12 +313,62 @@ def write_dataset(ds: PoissonDataset, path: str | Path, overwrite: bool = False)
     raise FormatError(f"unknown dataset suffix {suffix!r} in {path}; use .npz, .h5 or .hdf5")
 
 
+_NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
+ARRAY_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
+
+
+def _h5_dataset(f: Any, key: str, path: Path) -> np.ndarray:
+    """Return the array of dataset `key` of an open HDF5 file; refuse a group or a missing key."""
+    import h5py
+
+    if key not in f:
+        raise FormatError(f"{path} has no dataset {key!r}; it holds {sorted(f.keys())}")
+    obj = f[key]
+    if not isinstance(obj, h5py.Dataset):
+        raise FormatError(f"{path}:{key} is an HDF5 group, not a dataset (an array)")
+    return np.asarray(obj[()])
+
+
+def read_array(path: str | Path, key: str) -> np.ndarray:
+    """Return the array in a .npy, or under `key` in a .npz / .h5 / .hdf5 file, as stored.
+
+    Refuses, naming the file: a missing, empty, truncated or foreign file, a missing key, an
+    HDF5 group where a dataset is expected. The dtype is not checked here (see check_numeric).
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in ARRAY_SUFFIXES:
+        raise FormatError(f"unknown file type {suffix!r} for {p}; use .npy, .npz or .h5")
+    check_input_file(p, "array file")
+    try:
+        if suffix == ".npy":
+            return np.load(p, allow_pickle=False)
+        if suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                if key not in z.files:
+                    raise FormatError(f"{p} has no array {key!r}; it holds {z.files}")
+                return z[key]
+        import h5py
+
+        with h5py.File(p, "r") as f:
+            return _h5_dataset(f, key, p)
+    except GensciError:
+        raise
+    except _NPZ_ERRORS as exc:
+        raise FormatError(f"cannot read {p} as {suffix}: {exc}") from None
+
+
 def read_dataset(path: str | Path) -> PoissonDataset:
-    """Return the dataset stored at `path` (.npz or .h5/.hdf5), checked for shape and NaNs."""
+    """Return the dataset stored at `path` (.npz or .h5/.hdf5), checked for shape and NaNs.
+
+    rho, phi and boundary must be real (integer or floating), finite (B, N, N) arrays; params
+    the JSON object `write_dataset` stores. Every refusal names the file.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FormatError(f"dataset file {path} does not exist")
     suffix = path.suffix.lower()
+    if suffix not in DATASET_SUFFIXES:
+        raise FormatError(f"unknown dataset suffix {suffix!r} in {path}; use .npz or .h5")
+    check_input_file(path, "dataset file")
     needed = ("rho", "phi", "boundary", "family", "params")
     try:
         if suffix == ".npz":
@@ -315,33 +377,44 @@ def read_dataset(path: str | Path) -> PoissonDataset:
                 if missing:
                     raise FormatError(f"{path} lacks arrays {missing}; found {z.files}")
                 arrays = {k: z[k] for k in needed}
-            params = json.loads(str(arrays["params"]))
-            family = arrays["family"].astype(str)
-        elif suffix in (".h5", ".hdf5"):
+            if arrays["params"].dtype.kind not in "US" or arrays["params"].size != 1:
+                raise FormatError(
+                    f"{path}:params holds {arrays['params'].dtype} {arrays['params'].shape}; "
+                    "expected the JSON text written by gensci poisson generate"
+                )
+            params_text: str | bytes = arrays["params"].reshape(()).item()
+        else:
             import h5py
 
             with h5py.File(path, "r") as f:
                 missing = [k for k in needed[:4] if k not in f]
                 if missing or "params" not in f.attrs:
                     raise FormatError(f"{path} lacks {missing or ['params attribute']}")
-                arrays = {k: f[k][()] for k in needed[:4]}
-                params = json.loads(f.attrs["params"])
-            family = np.char.decode(arrays["family"].astype("S16"), "utf-8").astype(str)
-        else:
-            raise FormatError(f"unknown dataset suffix {suffix!r} in {path}; use .npz or .h5")
-    except (OSError, ValueError, KeyError) as exc:
-        if isinstance(exc, FormatError):
-            raise
-        raise FormatError(f"cannot read dataset {path}: {exc}") from exc
-    for key in ("rho", "phi", "boundary"):
-        check_finite(arrays[key], f"{path.name}:{key}")
-    return PoissonDataset(
-        arrays["rho"].astype(np.float64),
-        arrays["phi"].astype(np.float64),
-        arrays["boundary"].astype(np.float64),
-        family,
-        params,
-    )
+                arrays = {k: _h5_dataset(f, k, path) for k in needed[:4]}
+                params_text = f.attrs["params"]
+        if not isinstance(params_text, (str, bytes)):
+            raise FormatError(f"{path}: params is a {type(params_text).__name__}, not JSON text")
+        params = parse_json_object(params_text, f"{path}:params")
+        fam = arrays["family"]
+        if fam.dtype.kind == "S":
+            fam = np.char.decode(fam, "utf-8")
+        elif fam.dtype.kind == "O":  # variable-length HDF5 strings
+            fam = np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in fam.ravel()])
+        if fam.dtype.kind != "U":
+            raise DataError(f"{path}:family holds {fam.dtype}, expected text labels")
+        family = fam.astype(str)
+    except GensciError:
+        raise
+    except _NPZ_ERRORS as exc:
+        raise FormatError(f"cannot read dataset {path}: {exc}") from None
+    fields = {
+        key: check_numeric(arrays[key], f"{path}:{key}", ndim=3)
+        for key in ("rho", "phi", "boundary")
+    }
+    try:
+        return PoissonDataset(fields["rho"], fields["phi"], fields["boundary"], family, params)
+    except (ShapeError, DataError) as exc:
+        raise type(exc)(f"{path}: {exc}") from None
 
 
 def _jsonable(obj: Any) -> Any:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from gensci import checkpoint
 from gensci.errors import CheckpointError, ConfigError
@@ -34,8 +33,8 @@ from gensci.poisson.surrogate import (
     predict,
     training_tensors,
 )
-from gensci.runtime import atomic_write_text
-from gensci.train import TrainConfig, Trainer
+from gensci.runtime import atomic_write_text, barrier, is_main_process
+from gensci.train import TrainConfig, Trainer, read_training_state
 
 MODEL_FILE = "model.safetensors"
 
@@ -62,17 +61,20 @@ def train_surrogate(
         )
     cfg_path = out / "surrogate_config.json"
     if cfg_path.exists() and (out / "last.pt").exists():
-        # resuming: the model must be rebuilt exactly as it was started
-        stored = json.loads(cfg_path.read_text())
-        config = SurrogateConfig(**{**stored, "channel_mults": tuple(stored["channel_mults"])})
+        # resuming: the model must be rebuilt exactly as it was started, and only so
+        config = read_surrogate_config(cfg_path)
+        _refuse_changed_settings(out, config, {"kind": kind, "n": dataset.n,
+                                               "coefficient_channel": a is not None,
+                                               **model_options})
     else:
         u_scale = fit_u_scale(dataset.rho, dataset.phi, dataset.boundary)
         config = SurrogateConfig(
             kind=kind, n=dataset.n, u_scale=u_scale, coefficient_channel=a is not None,
             **model_options,
         )
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cfg_path, json.dumps(asdict(config)), overwrite=True)
+        if is_main_process():
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cfg_path, json.dumps(asdict(config)), overwrite=True)
     model = PoissonSurrogate(config)
     data = training_tensors(config, dataset.rho, dataset.phi, dataset.boundary, a)
     val = None
@@ -88,7 +90,9 @@ def train_surrogate(
         "seconds_this_run": time.perf_counter() - start,
         "final_loss": history[-1].get("loss") if history else None,
     }
-    checkpoint.save(model, out / MODEL_FILE, overwrite=True, metadata=meta)
+    if is_main_process():
+        checkpoint.save(model, out / MODEL_FILE, overwrite=True, metadata=meta)
+    barrier()
     return model
 
 
@@ -108,17 +112,54 @@ def load_surrogate(path: str | Path, device: str | None = None) -> PoissonSurrog
     return model
 
 
+def _refuse_changed_settings(out: Path, config: SurrogateConfig, asked: dict[str, Any]) -> None:
+    """Raise ConfigError if a resumed run is asked for settings other than it was started with."""
+    have = asdict(config)
+
+    def plain(v: Any) -> Any:
+        return list(v) if isinstance(v, tuple) else v
+
+    changed = {k: (have.get(k), v) for k, v in asked.items() if plain(have.get(k)) != plain(v)}
+    if changed:
+        diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, (was, now) in changed.items())
+        raise ConfigError(
+            f"{out} holds a run started with other settings ({diff}); resume it with the same "
+            "settings, or start over with --overwrite or another --out"
+        )
+
+
+def read_surrogate_config(path: Path) -> SurrogateConfig:
+    """Return the SurrogateConfig stored in a run folder's surrogate_config.json; raise
+    CheckpointError naming the file if it is empty, not UTF-8, not a JSON object or invalid."""
+    from gensci.config import config_from_dict
+    from gensci.files import parse_json_object, read_text
+
+    stored = parse_json_object(
+        read_text(path, "surrogate config", CheckpointError, CheckpointError, CheckpointError),
+        str(path), CheckpointError,
+    )
+    try:
+        return config_from_dict(SurrogateConfig, stored)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
 def load_training_state(folder: str | Path, device: str | None = None) -> PoissonSurrogate:
     """Return the surrogate of an unfinished run (its EMA weights if kept) from folder/last.pt."""
     folder = Path(folder)
     cfg_path = folder / "surrogate_config.json"
     if not cfg_path.exists():
         raise CheckpointError(f"{folder} has last.pt but no surrogate_config.json")
-    stored = json.loads(cfg_path.read_text())
-    config = SurrogateConfig(**{**stored, "channel_mults": tuple(stored["channel_mults"])})
+    config = read_surrogate_config(cfg_path)
     model = PoissonSurrogate(config)
-    state = torch.load(folder / "last.pt", map_location="cpu", weights_only=False)
-    model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
+    state = read_training_state(folder / "last.pt")
+    try:
+        model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"{folder / 'last.pt'} does not fit the model of {cfg_path.name}: "
+            f"{str(exc).splitlines()[0][:200]}"
+        ) from None
     if device is not None:
         model.to(device)
     return model.eval()

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gensci.runtime import DeviceOption, OverwriteOption, SeedOption
+from gensci import budget
+from gensci.runtime import AccumulateOption, DeviceOption, OverwriteOption, SeedOption
 
 if TYPE_CHECKING:
     from gensci.protein.design import Designs
@@ -68,6 +69,7 @@ def train_cmd(
     ] = 0.8,
     max_seq_gaps: Annotated[float, typer.Option("--max-seq-gaps")] = 0.5,
     max_col_gaps: Annotated[float, typer.Option("--max-col-gaps")] = 0.3,
+    accumulate: AccumulateOption = 1,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     overwrite: OverwriteOption = False,
@@ -77,8 +79,16 @@ def train_cmd(
     from gensci.protein.io import load_family
     from gensci.protein.model import FamilyConfig, save_family, train_family
     from gensci.protein.study import resolve_alignment, write_csv
-    from gensci.runtime import check_writable, prepare_out_dir, seed_everything
+    from gensci.runtime import (
+        check_writable,
+        init_distributed,
+        is_main_process,
+        prepare_out_dir,
+        resolve_device,
+        seed_everything,
+    )
 
+    init_distributed(resolve_device(device))  # under torchrun: before any rank looks at --out
     try:
         widths = tuple(int(w) for w in hidden.split(",") if w.strip())
     except ValueError as exc:
@@ -86,14 +96,31 @@ def train_cmd(
     seed_everything(seed)
     path, _ = resolve_alignment(alignment)
     msa = load_family(path, format, focus, max_seq_gaps, max_col_gaps)
+    dev = resolve_device(device)
+    net = budget.protein_net(msa.length, latent_dim, widths, dropout)
+    what = (f"protein train on {msa.n_sequences} sequences x {msa.length} columns with "
+            f"--latent-dim {latent_dim}, --hidden {hidden}")
+    budget.check_need(
+        budget.protein_train_need(msa.n_sequences, msa.length, net, batch_size,
+                                  dev.type == "cuda"),
+        what, "lower --latent-dim, --hidden or --batch-size", dev,
+    )
+    budget.check_time(
+        budget.training_seconds(net, steps, batch_size, dev), f"{what} for {steps} steps",
+        "lower --steps or --batch-size",
+    )
     out_dir = prepare_out_dir(out, overwrite)
     check_writable(out_dir / "model.safetensors", overwrite)
     config = FamilyConfig(
         latent_dim=latent_dim, hidden=widths, steps=steps, batch_size=batch_size, lr=lr,
         kl_warmup_steps=kl_warmup, dropout=dropout, weight_decay=weight_decay,
-        identity_threshold=identity, seed=seed,
+        identity_threshold=identity, seed=seed, accumulate=accumulate,
     )
-    model, meta, history = train_family(msa, config, device=_resolve_device(device))
+    model, meta, history = train_family(
+        msa, config, device=_resolve_device(device), progress=is_main_process()
+    )
+    if not is_main_process():
+        return
     save_family(model, meta, out_dir / "model.safetensors", overwrite=overwrite)
     write_csv(out_dir / "history.csv", history, overwrite=overwrite)
     typer.echo(
@@ -142,6 +169,13 @@ def design_cmd(
     the_rules = load_rules(rules)
     if hmm is not None:
         load_hmm(hmm)  # a bad HMM file stops before anything is written
+    what = f"protein design of {n} designs of {meta.length} positions"
+    budget.check_memory(
+        budget.protein_design_bytes(n, meta.length, model.config.latent_dim), what,
+        "lower -n (run several designs with other --seed values)", "the designs and their rows",
+    )
+    budget.check_disk(budget.protein_design_disk(n, meta.length), out / "designs.fasta", what,
+                      "lower -n")
     out_dir = prepare_out_dir(out, overwrite)
     for name in ("designs.fasta", "metrics.csv"):
         check_writable(out_dir / name, overwrite)
@@ -202,14 +236,31 @@ def score_cmd(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Score mutants by delta-ELBO (mutant - wild type); write a scores CSV."""
+    from gensci.files import check_suffix
     from gensci.protein.model import load_family_model
-    from gensci.protein.scoring import read_mutants, score_mutants, spearman
+    from gensci.protein.scoring import dms_scores, read_mutants, score_mutants, spearman
     from gensci.protein.study import write_csv
     from gensci.runtime import check_writable
 
+    check_suffix(out, (".csv",), "the scores table (CSV)")
     check_writable(out, overwrite)
     model, meta = load_family_model(_checkpoint_path(checkpoint), device=_resolve_device(device))
+    if mutants.is_file():
+        count = budget.count_lines(mutants)
+        net = budget.vae_of(model.config)
+        what = (f"protein score of {count} mutants with --samples {samples}, "
+                f"--batch-size {batch_size}")
+        budget.check_memory(
+            budget.protein_score_need(count, mutants.stat().st_size, meta.length, net,
+                                      batch_size).total,
+            what, "lower --batch-size, or score the mutants in parts",
+        )
+        budget.check_time(
+            budget.protein_score_seconds(count, samples, batch_size, net, _resolve_device(device)),
+            what, "lower --samples",
+        )
     rows, fields = read_mutants(mutants, column)
+    measured = dms_scores(rows, mutants) if "DMS_score" in fields else None
     scored = score_mutants(
         model, meta, [r[column] for r in rows], wt, first_residue, samples, batch_size, seed,
         progress=True,
@@ -218,9 +269,10 @@ def score_cmd(
         rows, scored, strict=True)]
     write_csv(out, merged, overwrite=overwrite)
     msg = f"scored {sum(s['status'] == 'ok' for s in scored)} of {len(rows)} mutants -> {out}"
-    if "DMS_score" in fields:
-        rho = spearman([s["delta_elbo"] for s in scored], [float(r["DMS_score"]) for r in rows])
-        msg += f"; Spearman vs DMS_score {rho:.3f}"
+    if measured is not None:
+        rho = spearman([s["delta_elbo"] for s in scored], measured)
+        msg += (f"; Spearman vs DMS_score {rho:.3f}" if rho == rho
+                else "; no Spearman vs DMS_score (fewer than 3 finite pairs)")
     typer.echo(msg)
 
 

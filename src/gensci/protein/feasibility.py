@@ -26,6 +26,7 @@ import numpy as np
 
 from gensci.config import config_from_dict
 from gensci.errors import ConfigError
+from gensci.files import read_text
 
 RULES = (
     "length",
@@ -66,12 +67,38 @@ class FeasibilityRules:
             value = getattr(self, name)
             if value is None:
                 continue
-            if len(value) != 2 or float(value[0]) > float(value[1]):
+            pair = tuple(_number(v) for v in value) if isinstance(value, (list, tuple)) else None
+            if pair is None or len(pair) != 2 or None in pair or pair[0] > pair[1]:
                 raise ConfigError(f"rule {name!r} must be a range [low, high], got {value!r}")
-            setattr(self, name, (float(value[0]), float(value[1])))
+            setattr(self, name, pair)
+        for name in ("length_margin", "max_residue_fraction", "max_homopolymer",
+                     "entropy_window", "min_window_entropy"):
+            value = getattr(self, name)
+            if value is None and name in ("length_margin", "entropy_window"):
+                raise ConfigError(f"rule {name!r} cannot be off (null)")
+            if value is not None:
+                number = _number(value)
+                if number is None:
+                    raise ConfigError(f"rule {name!r} must be a finite number, got {value!r}")
+                whole = name in ("max_homopolymer", "entropy_window")
+                if whole and number != int(number):
+                    raise ConfigError(f"rule {name!r} must be a whole number, got {value!r}")
+                setattr(self, name, int(number) if whole else number)
+        if not isinstance(self.composition_caps, dict):
+            raise ConfigError(f"composition_caps must map letters to caps, got "
+                              f"{self.composition_caps!r}")
+        if isinstance(self.forbidden_motifs, str) or not all(
+            isinstance(m, str) for m in self.forbidden_motifs
+        ):
+            raise ConfigError(f"forbidden_motifs must be a list of regexes, got "
+                              f"{self.forbidden_motifs!r}")
         for letter, cap in self.composition_caps.items():
-            if len(letter) != 1 or not 0.0 <= float(cap) <= 1.0:
+            value = _number(cap)
+            if not isinstance(letter, str) or len(letter) != 1 or not (
+                value is not None and 0.0 <= value <= 1.0
+            ):
                 raise ConfigError(f"composition cap {letter!r}: {cap!r} must be a letter: [0, 1]")
+        self.composition_caps = {k: float(v) for k, v in self.composition_caps.items()}
         if self.entropy_window < 2:
             raise ConfigError(f"entropy_window must be >= 2, got {self.entropy_window}")
         for motif in self.forbidden_motifs:
@@ -81,23 +108,35 @@ class FeasibilityRules:
                 raise ConfigError(f"forbidden motif {motif!r} is not a regex: {exc}") from exc
 
 
+def _number(value: Any) -> float | None:
+    """Return `value` as a finite float (numbers, or text such as YAML's '1e3'); None for
+    anything else: NaN, inf, booleans, lists, text that is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        x = float(value)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
 def load_rules(path: str | Path | None) -> FeasibilityRules:
     """Return rules read from a YAML (.yaml/.yml) or TOML (.toml) file; defaults when None."""
     if path is None:
         return FeasibilityRules()
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"rules file {p} does not exist")
-    text = p.read_text()
+    if p.suffix.lower() not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"rules file {p.name!r} must end in .yaml, .yml or .toml")
+    text = read_text(p, "rules file", ConfigError, ConfigError)
     try:
         if p.suffix.lower() == ".toml":
             values: Any = tomllib.loads(text)
-        elif p.suffix.lower() in (".yaml", ".yml"):
+        else:
             import yaml
 
-            values = yaml.safe_load(text) or {}
-        else:
-            raise ConfigError(f"rules file {p.name!r} must end in .yaml, .yml or .toml")
+            values = yaml.safe_load(text)
+            if values is None:
+                raise ConfigError(f"rules file {p} holds no rules (only comments or blanks)")
     except (tomllib.TOMLDecodeError, ValueError) as exc:
         raise ConfigError(f"cannot parse rules file {p}: {exc}") from exc
     except Exception as exc:  # yaml.YAMLError
@@ -107,7 +146,12 @@ def load_rules(path: str | Path | None) -> FeasibilityRules:
     if not isinstance(values, dict):
         raise ConfigError(f"rules file {p} must hold a mapping of rule names to values")
     values = values.get("rules", values)
-    return config_from_dict(FeasibilityRules, values)
+    if not isinstance(values, dict):
+        raise ConfigError(f"rules in {p} must be a mapping of rule names to values")
+    try:
+        return config_from_dict(FeasibilityRules, values)
+    except ConfigError as exc:
+        raise ConfigError(f"rules file {p}: {exc}") from None
 
 
 def rules_to_dict(rules: FeasibilityRules) -> dict[str, Any]:
@@ -171,6 +215,7 @@ def sequence_metrics(seq: str, rules: FeasibilityRules | None = None) -> dict[st
 
 
 def _inside(value: float, rng: Range | None) -> bool:
+    """Return whether `value` lies in `rng` (always when the rule is off; NaN lies in no range)."""
     return rng is None or (rng[0] <= value <= rng[1])
 
 

@@ -8,20 +8,19 @@ from pathlib import Path
 import numpy as np
 
 from gensci.errors import DataError, FormatError
+from gensci.files import check_input_file
 
 
 def load_hmm(path: str | Path):  # type: ignore[no-untyped-def]
     """Return the first profile HMM in a HMMER3 file (pyhmmer.plan7.HMM)."""
     from pyhmmer.plan7 import HMMFile
 
-    p = Path(path)
-    if not p.exists():
-        raise FormatError(f"HMM file {p} does not exist")
+    p = check_input_file(path, "HMM file")
     try:
         with HMMFile(str(p)) as fh:
             hmm = fh.read()
     except Exception as exc:  # pyhmmer raises ValueError/EOFError on malformed files
-        raise FormatError(f"cannot read {p} as a HMMER3 profile: {exc}") from exc
+        raise FormatError(f"cannot read {p} as a HMMER3 profile: {exc}") from None
     if hmm is None:
         raise FormatError(f"{p} holds no profile HMM")
     return hmm

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import io as _io
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from gensci.errors import DataError, FormatError
+from gensci.files import check_input_file, check_suffix
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 GAP = "-"
@@ -46,6 +48,7 @@ _EXTENSIONS = {
     ".aln": "fasta",
     ".fas": "fasta",
 }
+FASTA_SUFFIXES = tuple(ext for ext, fmt in _EXTENSIONS.items() if fmt == "fasta")
 # IUPAC letters that are valid protein letters but not one of the 20 (X, B, Z, J, U, O).
 _AMBIGUOUS = set("XBZJUO")
 _LOOKUP = np.full(256, -1, dtype=np.int16)
@@ -190,12 +193,34 @@ def guess_format(path: str | Path) -> str:
 
 
 def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise FormatError(f"alignment file {path} does not exist")
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    text = data.decode("utf-8", "replace")
+    """Return the text of an alignment file (gzip looked through).
+
+    Sequence lines must be UTF-8 (in practice ASCII); a '#' markup line or a '>' header that is
+    not (Pfam's Stockholm files carry Latin-1 author names) is read as Latin-1, since its bytes
+    cannot reach the sequences.
+    """
+    check_input_file(path, "alignment file")
+    try:
+        data = path.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated .gz ends in EOFError
+        raise FormatError(f"cannot read alignment file {path}: {exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        lines = []
+        for number, line in enumerate(data.splitlines(keepends=True), start=1):
+            try:
+                lines.append(line.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                if not line.lstrip().startswith((b"#", b">")):
+                    raise FormatError(
+                        f"alignment file {path} is not UTF-8 text: byte 0x{line[exc.start]:02x} "
+                        f"on line {number} (a sequence line)"
+                    ) from None
+                lines.append(line.decode("latin-1"))
+        text = "".join(lines)
     if not text.strip():
         raise DataError(f"alignment file {path} is empty")
     return text
@@ -415,8 +440,13 @@ def load_family(
 def write_fasta(
     path: str | Path, ids: Sequence[str], seqs: Sequence[str], overwrite: bool = False
 ) -> Path:
-    """Write sequences as FASTA atomically (60 letters a line); return the path."""
+    """Write sequences as FASTA atomically (60 letters a line); return the path.
+
+    The name must end in a FASTA suffix (FASTA_SUFFIXES), checked before anything is written.
+    """
     from gensci.runtime import atomic_write_text
+
+    check_suffix(path, FASTA_SUFFIXES, "FASTA")
 
     lines = []
     for name, s in zip(ids, seqs, strict=True):

@@ -43,6 +43,7 @@ class FamilyConfig:
     val_fraction: float = 0.0  # > 0: hold out this share of rows for early stopping
     patience: int = 0  # validations (every 100 steps) without improvement before stopping
     seed: int = 0
+    accumulate: int = 1  # micro-batches per step and process (see TrainConfig)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -143,6 +144,7 @@ def train_family(
             lr=config.lr,
             weight_decay=config.weight_decay,
             seed=config.seed,
+            accumulate=config.accumulate,
             device=device,
             progress=progress,
             out_dir=str(out_dir) if out_dir is not None else None,
@@ -190,13 +192,46 @@ def save_family(model: VAE, meta: FamilyMeta, path: str | Path, overwrite: bool 
     return checkpoint.save(model, path, overwrite=overwrite, metadata=asdict(meta))
 
 
+def _family_meta(raw: dict[str, Any], path: str | Path) -> FamilyMeta:
+    """Return the FamilyMeta of a checkpoint's metadata; raise CheckpointError naming the file
+    for missing or unknown keys and for values of the wrong kind."""
+    import dataclasses
+
+    from gensci.files import require_keys
+
+    fields = {f.name for f in dataclasses.fields(FamilyMeta)}
+    required = ("alphabet", "length", "columns", "train_ids", "train_seqs", "neff")
+    require_keys(raw, required, f"the metadata of {path}", CheckpointError)
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise CheckpointError(f"the metadata of {path} holds unknown keys {unknown}")
+    kinds: dict[str, tuple[type, ...]] = {
+        "alphabet": (str,), "length": (int,), "columns": (list,), "train_ids": (list,),
+        "train_seqs": (list,), "neff": (int, float), "residues": (dict,), "width": (int,),
+    }
+    for key, kind in kinds.items():
+        if key in raw and (not isinstance(raw[key], kind) or isinstance(raw[key], bool)):
+            want = " or ".join(k.__name__ for k in kind)
+            raise CheckpointError(
+                f"{path}: metadata {key!r} is a {type(raw[key]).__name__}, expected {want}"
+            )
+    if not all(isinstance(x, str) for x in raw["train_ids"] + raw["train_seqs"]):
+        raise CheckpointError(f"{path}: metadata train_ids / train_seqs must be lists of text")
+    if len(raw["train_ids"]) != len(raw["train_seqs"]) or not raw["train_seqs"]:
+        raise CheckpointError(
+            f"{path}: metadata holds {len(raw['train_ids'])} ids for "
+            f"{len(raw['train_seqs'])} training sequences"
+        )
+    return FamilyMeta(**raw)
+
+
 def load_family_model(path: str | Path, device: str | None = None) -> tuple[VAE, FamilyMeta]:
     """Return (VAE, FamilyMeta) from a checkpoint written by `save_family`."""
     model = checkpoint.load(path, device=device)
     raw = checkpoint.load_metadata(path)
     if raw.get("kind") != KIND or not isinstance(model, VAE):
         raise CheckpointError(f"{path} is not a protein family checkpoint (gensci protein train)")
-    meta = FamilyMeta(**raw)
+    meta = _family_meta(raw, path)
     if meta.alphabet != ALPHABET:
         raise CheckpointError(f"{path} uses alphabet {meta.alphabet!r}, expected {ALPHABET!r}")
     if model.config.data_dim != meta.length:

@@ -9,6 +9,7 @@ batches of a fixed size, so memory does not grow with the number of mutants.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gensci.errors import DataError, FormatError
+from gensci.files import read_text
 from gensci.models.vae import VAE
 from gensci.protein.io import ALPHABET, AMINO_ACIDS, residue_start
 from gensci.protein.model import FamilyMeta
@@ -58,17 +60,38 @@ def read_mutants(
 ) -> tuple[list[dict[str, str]], list[str]]:
     """Return (rows as dicts, field names) of a mutants CSV that has a `column` column."""
     p = Path(path)
-    if not p.exists():
-        raise FormatError(f"mutants file {p} does not exist")
-    with p.open(newline="") as fh:
-        reader = csv.DictReader(fh)
+    text = read_text(p, "mutants file")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         fields = list(reader.fieldnames or [])
         if column not in fields:
             raise FormatError(f"{p} has no {column!r} column (columns: {fields})")
-        rows = list(reader)
+        rows = []
+        for row in reader:
+            if None in row or any(v is None for v in row.values()):
+                raise FormatError(
+                    f"{p}: line {reader.line_num} does not have the header's {len(fields)} fields"
+                )
+            rows.append(row)
+    except csv.Error as exc:
+        raise FormatError(f"cannot read {p} as CSV: {exc}") from None
     if not rows:
-        raise DataError(f"{p} holds no mutants")
+        raise DataError(f"{p} holds no mutants (a header line only)")
     return rows, fields
+
+
+def dms_scores(rows: Sequence[dict[str, str]], path: str | Path, column: str = "DMS_score"
+               ) -> list[float]:
+    """Return the measured scores of `column` (NaN where a cell is empty or 'nan'); raise
+    DataError naming the file, line and value where one is not a number."""
+    out = []
+    for i, row in enumerate(rows, start=2):
+        text = (row.get(column) or "").strip()
+        try:
+            out.append(float(text) if text else float("nan"))
+        except ValueError:
+            raise DataError(f"{path}: line {i}: {column} {text!r} is not a number") from None
+    return out
 
 
 def position_map(meta: FamilyMeta, wt_id: str, first_residue: int | None = None) -> dict[int, int]:
@@ -158,10 +181,14 @@ def score_mutants(
         index.append(i)
     wt = elbo_batched(model, np.repeat(wt_codes[None], 10, axis=0), n_samples, seed=seed)
     wt_elbo = float(wt.mean())
+    if not np.isfinite(wt_elbo):
+        raise DataError(f"the wild type {wt_id!r} has ELBO {wt_elbo}; the model scores nothing")
     if batch:
         scores = elbo_batched(model, np.stack(batch), n_samples, batch_size, seed, progress)
         for i, v in zip(index, scores, strict=True):
             rows[i]["delta_elbo"] = float(v - wt_elbo)
+            if not np.isfinite(rows[i]["delta_elbo"]):  # only a finite score is 'ok'
+                rows[i]["status"] = "non-finite score"
     return rows
 
 

@@ -30,7 +30,7 @@ from gensci.protein.io import MSA, bundled, decode, load_family, write_fasta
 from gensci.protein.metrics import covariation_fidelity
 from gensci.protein.model import FamilyConfig, FamilyMeta, save_family, train_family
 from gensci.protein.weights import nearest_identity, sequence_weights
-from gensci.runtime import atomic_save, atomic_write_text, prepare_out_dir
+from gensci.runtime import atomic_save, atomic_write_text, finish_out_dir, prepare_out_dir
 
 BUNDLED = ("fn3", "Pkinase")
 
@@ -227,6 +227,28 @@ def natural_rows(msa: MSA, rules: FeasibilityRules) -> list[dict[str, Any]]:
     return check(seqs, rules, reference_lengths=[len(s) for s in seqs])
 
 
+def _check_size(
+    msa: MSA, config: FamilyConfig, n_designs: int, out: str | Path, device: str
+) -> None:
+    """Refuse a study that cannot fit in memory, on disk or in time, before any work."""
+    from gensci import budget
+
+    net = budget.protein_net(msa.length, config.latent_dim, config.hidden, config.dropout)
+    what = (f"protein study of {msa.n_sequences} sequences x {msa.length} columns with "
+            f"-n {n_designs}")
+    budget.check_need(
+        budget.protein_study_need(msa.n_sequences, msa.length, n_designs, net,
+                                  config.batch_size, config.latent_dim),
+        what, "lower -n or --latent-dim, or study a smaller alignment",
+    )
+    budget.check_disk(2 * budget.protein_design_disk(n_designs, msa.length),
+                      Path(out) / "designs.fasta", what, "lower -n")
+    budget.check_time(
+        budget.training_seconds(net, config.steps, config.batch_size, device),
+        f"{what} and --steps {config.steps}", "lower --steps",
+    )
+
+
 def run_study(
     alignment: str | Path,
     out: str | Path,
@@ -255,6 +277,7 @@ def run_study(
         raise DataError(f"{aln_path} leaves {msa.n_sequences} sequence after the gap filters")
     if hmm_path is not None:
         load_hmm(hmm_path)  # a bad HMM file stops the study before training
+    _check_size(msa, config, n_designs, out, device)
     out_dir = prepare_out_dir(out, overwrite)
     model, meta, history = train_family(msa, config, device=device, progress=progress)
     save_family(model, meta, out_dir / "model.safetensors", overwrite=overwrite)
@@ -307,6 +330,7 @@ def run_study(
         overwrite=overwrite,
     )
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2), overwrite)
+    finish_out_dir(out_dir)
     return summary
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gensci.runtime import DeviceOption, OverwriteOption, SeedOption
+from gensci.runtime import AccumulateOption, DeviceOption, OverwriteOption, SeedOption
 
 app = typer.Typer(
     help="Limited-angle CT with generative priors.",
@@ -65,27 +65,53 @@ def train_prior_cmd(
     augment: Annotated[
         int, typer.Option("--augment", help="random affine copies per training slice")
     ] = 0,
+    accumulate: AccumulateOption = 1,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     overwrite: OverwriteOption = False,
 ) -> None:
     """Train a diffusion (or VAE) prior on axial slices; resumes from OUT/train/last.pt."""
+    from gensci import budget
+    from gensci.runtime import init_distributed, is_main_process, resolve_device
     from gensci.tomography.data import load_split
     from gensci.tomography.prior import PriorSpec, train_prior
+
+    init_distributed(resolve_device(device))  # under torchrun: before any rank looks at --out
 
     spec = PriorSpec(
         kind=kind, resolution=resolution, steps=steps, batch_size=batch_size, lr=lr,
         lr_schedule=lr_schedule, schedule_steps=schedule_steps,
         base_channels=base_channels, channel_mults=_mults(channel_mults), latent_dim=latent_dim,
-        seed=seed, checkpoint_every=checkpoint_every, augment=augment,
+        seed=seed, checkpoint_every=checkpoint_every, augment=augment, accumulate=accumulate,
     )
+    shape = (197, 233, 189) if data.lower() == "mni152" else budget.peek_shape(data)
+    if shape is not None and len(shape) == 3:
+        volume = data.lower().endswith((".nii", ".nii.gz")) or data.lower() == "mni152"
+        dev = resolve_device(device)
+        what = f"ct train-prior ({kind}) at {resolution} x {resolution}"
+        hint = "lower --resolution, --batch-size, --augment, --base-channels or --latent-dim"
+        budget.check_need(
+            budget.ct_train_need(
+                kind, resolution, batch_size, base_channels, spec.channel_mults, latent_dim,
+                shape[2] if volume else shape[0], budget.prod(shape), augment,
+                cuda=dev.type == "cuda",
+            ), what, hint, dev,
+        )
+        net = budget.ct_prior_net(kind, resolution, base_channels, spec.channel_mults, latent_dim)
+        budget.check_time(
+            budget.training_seconds(net, steps, batch_size, dev), f"{what} for {steps} steps",
+            "lower --steps or --batch-size",
+        )
     split = load_split(data, resolution, heldout_centre, n_heldout)
-    typer.echo(
-        f"training a {kind} prior on {split.train.shape[0]} slices (x2 mirrored) of {data} at "
-        f"{resolution}x{resolution}; held out z = {split.heldout_z[0]}..{split.heldout_z[-1]}"
-    )
+    if is_main_process():
+        typer.echo(
+            f"training a {kind} prior on {split.train.shape[0]} slices (x2 mirrored) of {data} "
+            f"at {resolution}x{resolution}; held out z = {split.heldout_z[0]}.."
+            f"{split.heldout_z[-1]}"
+        )
     path = train_prior(spec, split, out, data, device=device, overwrite=overwrite)
-    typer.echo(f"wrote {path}")
+    if is_main_process():
+        typer.echo(f"wrote {path}")
 
 
 @app.command("simulate")
@@ -112,6 +138,7 @@ def simulate_cmd(
     import numpy as np
     import torch
 
+    from gensci import budget
     from gensci.errors import ConfigError, FormatError, ShapeError
     from gensci.inverse.radon import Radon, parse_angles
     from gensci.runtime import check_writable
@@ -125,7 +152,21 @@ def simulate_cmd(
     theta = parse_angles(angles)
     if noise < 0:
         raise ConfigError(f"--noise {noise} must be >= 0")
+    shape = budget.peek_shape(image)
+    if shape is not None:
+        budget.check_memory(
+            2 * 8 * budget.prod(shape), f"reading {image} (shape {shape})",
+            "give a smaller image or a single slice", "the image as float64",
+        )
     img = normalise(read_image(image, slice_index))
+    side = resolution if resolution is not None else img.shape[0]
+    budget.check_need(
+        budget.ct_simulate_need(
+            side, len(theta), n_det, max(img.shape) if resolution is not None else None
+        ),
+        f"ct simulate at {side} x {side} with {len(theta)} views",
+        "lower --resolution, the view count in --angles or --n-det",
+    )
     if resolution is not None:
         img = square_resize(img, resolution)
     elif img.shape[0] != img.shape[1]:
@@ -178,6 +219,7 @@ def reconstruct_cmd(
 
     import torch
 
+    from gensci import budget
     from gensci.errors import ConfigError, ShapeError
     from gensci.inverse.radon import Radon, padded_size, parse_angles
     from gensci.runtime import prepare_out_dir, resolve_device
@@ -222,6 +264,29 @@ def reconstruct_cmd(
             vae = load_vae_prior(prior, n, dev)
         else:
             diffusion = load_diffusion_prior(prior, n, dev)
+    unet = budget.unet_of(diffusion.model.config, n, n) if diffusion is not None else None
+    vae_net = budget.vae_of(vae.config) if vae is not None else None
+    views = len(sino.angles)
+    sampled = method in PRIOR_METHODS
+    what = f"ct reconstruct at {n} x {n} with {views} views" + (
+        f" and {samples} samples" if sampled else "")
+    hint = "lower --samples or --size" if sampled else "lower --size"
+    budget.check_need(
+        budget.ct_reconstruct_need(
+            n, views, n_det, method, samples, unet, vae_net, cuda=dev.type == "cuda"
+        ), what, hint, dev,
+    )
+    method_steps = {
+        "tv": settings.tv_iterations, "langevin": settings.sampler_steps,
+        "dps": settings.dps_steps, "dds": settings.dds_steps, "latent": settings.latent_steps,
+    }.get(method, 1)
+    budget.check_time(
+        budget.ct_reconstruct_seconds(method, method_steps, samples, n, views, unet, vae_net, dev),
+        what + f" and {method_steps} steps", "lower --steps" + (" or --samples" if sampled else ""),
+    )
+    budget.check_disk(
+        5 * 4.0 * (samples if sampled else 1) * n * n, out / "samples.npy", what, hint
+    )
     out_dir = prepare_out_dir(out, overwrite)
     op = Radon(n, sino.angles, n_det=n_det, device=dev)
     y = torch.from_numpy(sino.data)[None, None].to(dev)
@@ -291,6 +356,7 @@ def study_cmd(
     """Run the whole comparison on held-out MNI152 slices; writes table.md, results.json, panels."""
     import numpy as np
 
+    from gensci import budget
     from gensci.errors import ConfigError, DataError
     from gensci.runtime import prepare_out_dir, resolve_device
     from gensci.tomography.data import mni152_split
@@ -325,6 +391,26 @@ def study_cmd(
         raise ConfigError("method latent needs --vae (or drop it from --methods)")
     diffusion = load_diffusion_prior(prior, resolution, dev) if prior else None
     vae_model = load_vae_prior(vae, resolution, dev) if vae else None
+    unet = (budget.unet_of(diffusion.model.config, resolution, resolution)
+            if diffusion is not None else None)
+    what = f"ct study at {resolution} x {resolution} with {n_views} views" + (
+        f" and {samples} samples" if any(m in PRIOR_METHODS for m in method_list) else "")
+    budget.check_need(
+        budget.ct_study_need(
+            resolution, n_views, wedge_list, n_slices, method_list, samples, unet,
+            budget.vae_of(vae_model.config) if vae_model is not None else None,
+        ),
+        what, "lower --resolution, --views or --samples", dev,
+    )
+    steps_of = {"tv": cfg.settings.tv_iterations, "langevin": sampler_steps, "dps": dps_steps,
+                "dds": dds_steps, "latent": cfg.settings.latent_steps, "fbp": 1}
+    budget.check_time(
+        budget.ct_study_seconds(
+            resolution, n_views, len(wedge_list), n_slices,
+            {m: steps_of[m] for m in method_list}, samples, unet, None, dev,
+        ),
+        what, "lower --sampler-steps, --dps-steps, --dds-steps, --slices or --samples",
+    )
     split = mni152_split(resolution, n_heldout=max(12, n_slices))
     for path in (p for p in (prior, vae) if p is not None):
         from gensci import checkpoint

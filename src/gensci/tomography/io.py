@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from gensci.errors import DataError, FormatError, ShapeError, check_finite
+from gensci.errors import (
+    DataError,
+    FormatError,
+    GensciError,
+    ShapeError,
+    check_finite,
+    check_numeric,
+)
+from gensci.files import check_input_file, check_suffix
 from gensci.runtime import atomic_save
 
 IMAGE_SUFFIXES = (".npy", ".npz", ".nii", ".nii.gz", ".dcm")
@@ -26,6 +34,9 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+_NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
+
+
 def _npz_array(path: Path, keys: tuple[str, ...]) -> np.ndarray:
     """Return the array under the first of `keys` in a .npz, or its only array."""
     try:
@@ -36,7 +47,7 @@ def _npz_array(path: Path, keys: tuple[str, ...]) -> np.ndarray:
                     return np.asarray(data[key])
             if len(names) == 1:
                 return np.asarray(data[names[0]])
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except _NPZ_ERRORS as exc:
         raise FormatError(f"cannot read {path} as .npz: {exc}") from None
     raise FormatError(f"{path} holds arrays {names}; expected one named {keys[0]!r}")
 
@@ -45,11 +56,14 @@ def read_array(path: str | Path) -> np.ndarray:
     """Return the float64 array stored in a .npy, .npz, NIfTI (.nii/.nii.gz) or DICOM (.dcm) file.
 
     DICOM pixel values go through RescaleSlope / RescaleIntercept (e.g. to Hounsfield units).
+    The array must hold real numbers (integers or floats): complex, boolean, text and object
+    arrays are refused (`gensci.errors.check_numeric`), as are empty files and NaN/inf values.
     """
     p = Path(path)
-    if not p.is_file():
-        raise FormatError(f"{p} does not exist or is not a file")
     suffix = _suffix(p)
+    if suffix not in IMAGE_SUFFIXES:
+        raise FormatError(f"{p}: unknown image format {suffix!r}; use one of {IMAGE_SUFFIXES}")
+    check_input_file(p, "image file")
     try:
         if suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
@@ -58,24 +72,22 @@ def read_array(path: str | Path) -> np.ndarray:
         elif suffix in (".nii", ".nii.gz"):
             import nibabel as nib
 
-            arr = np.asarray(nib.load(str(p)).get_fdata())
-        elif suffix == ".dcm":
+            # the stored values with the header's scaling applied, in their own dtype (get_fdata
+            # would cast complex data to float and drop the imaginary part)
+            arr = np.asanyarray(nib.load(str(p)).dataobj)
+        else:
             import pydicom
 
             ds = pydicom.dcmread(str(p))
-            arr = ds.pixel_array.astype(np.float64)
-            arr = arr * float(getattr(ds, "RescaleSlope", 1.0)) + float(
+            pixels = check_numeric(ds.pixel_array, f"pixel data of {p}")
+            arr = pixels * float(getattr(ds, "RescaleSlope", 1.0)) + float(
                 getattr(ds, "RescaleIntercept", 0.0)
             )
-        else:
-            raise FormatError(f"{p}: unknown image format {suffix!r}; use one of {IMAGE_SUFFIXES}")
-    except FormatError:
+    except GensciError:
         raise
     except Exception as exc:  # each library raises its own error types for a corrupt file
         raise FormatError(f"cannot read {p} as {suffix}: {exc}") from None
-    if not np.issubdtype(np.asarray(arr).dtype, np.number):
-        raise FormatError(f"{p} holds non-numeric data of dtype {np.asarray(arr).dtype}")
-    return np.asarray(arr, dtype=np.float64)
+    return check_numeric(arr, f"image in {p}")
 
 
 def read_image(path: str | Path, slice_index: int | None = None) -> np.ndarray:
@@ -113,12 +125,29 @@ class Sinogram:
     image_size: int | None = None
 
 
+def _scalar(arr: np.ndarray, name: str, integer: bool = False) -> float:
+    """Return the one real, finite number in `arr` (a stored scalar such as noise_std)."""
+    value = check_numeric(arr, name)
+    if value.size != 1:
+        raise ShapeError(f"{name} holds {value.size} values (shape {value.shape}); expected one")
+    x = float(value.reshape(()))
+    if x < 0 or (integer and (x != int(x) or x < 1)):
+        want = "a positive integer" if integer else "a number >= 0"
+        raise DataError(f"{name} is {x}; expected {want}")
+    return x
+
+
 def read_sinogram(path: str | Path, angles: np.ndarray | None = None) -> Sinogram:
-    """Return the sinogram in a .npz (with its angles) or .npy (angles must then be given)."""
+    """Return the sinogram in a .npz (with its angles) or .npy (angles must then be given).
+
+    The sinogram, angles, noise_std and image_size must be real, finite numbers
+    (`gensci.errors.check_numeric`); an empty, truncated or foreign file is refused by name.
+    """
     p = Path(path)
-    if not p.is_file():
-        raise FormatError(f"{p} does not exist or is not a file")
     suffix = _suffix(p)
+    if suffix not in (".npz", ".npy"):
+        raise FormatError(f"{p}: a sinogram must be .npz or .npy, got {suffix!r}")
+    check_input_file(p, "sinogram file")
     noise_std: float | None = None
     size: int | None = None
     if suffix == ".npz":
@@ -126,28 +155,31 @@ def read_sinogram(path: str | Path, angles: np.ndarray | None = None) -> Sinogra
             with np.load(p, allow_pickle=False) as f:
                 if "sinogram" not in f:
                     raise FormatError(f"{p} holds {list(f.keys())}; expected 'sinogram'")
-                data = np.asarray(f["sinogram"], dtype=np.float64)
-                stored = np.asarray(f["angles"], dtype=np.float64) if "angles" in f else None
-                noise_std = float(f["noise_std"]) if "noise_std" in f else None
-                size = int(f["image_size"]) if "image_size" in f else None
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+                raw = f["sinogram"]
+                stored = f["angles"] if "angles" in f else None
+                std = f["noise_std"] if "noise_std" in f else None
+                n = f["image_size"] if "image_size" in f else None
+        except GensciError:
+            raise
+        except _NPZ_ERRORS as exc:
             raise FormatError(f"cannot read {p} as .npz: {exc}") from None
+        if stored is not None:
+            stored = check_numeric(stored, f"angles in {p}")
+        noise_std = None if std is None else _scalar(std, f"noise_std in {p}")
+        size = None if n is None else int(_scalar(n, f"image_size in {p}", integer=True))
         if angles is None:
             angles = stored
-    elif suffix == ".npy":
-        try:
-            data = np.asarray(np.load(p, allow_pickle=False), dtype=np.float64)
-        except (OSError, ValueError) as exc:
-            raise FormatError(f"cannot read {p} as .npy: {exc}") from None
     else:
-        raise FormatError(f"{p}: a sinogram must be .npz or .npy, got {suffix!r}")
-    data = np.squeeze(data)
+        try:
+            raw = np.load(p, allow_pickle=False)
+        except (OSError, EOFError, ValueError) as exc:
+            raise FormatError(f"cannot read {p} as .npy: {exc}") from None
+    data = np.squeeze(check_numeric(raw, f"sinogram in {p}"))
     if data.ndim != 2:
         raise ShapeError(f"sinogram in {p} has shape {data.shape}; expected (n_det, n_angles)")
-    check_finite(data, f"sinogram in {p}")
     if angles is None:
         raise FormatError(f"{p} stores no angles; give them with --angles (e.g. 0:90:60)")
-    angles = np.asarray(angles, dtype=np.float64).reshape(-1)
+    angles = check_numeric(angles, f"angles for {p}").reshape(-1)
     if angles.size != data.shape[1]:
         raise ShapeError(
             f"sinogram in {p} has {data.shape[1]} views (columns) but {angles.size} angles were "
@@ -156,8 +188,13 @@ def read_sinogram(path: str | Path, angles: np.ndarray | None = None) -> Sinogra
     return Sinogram(data=data, angles=angles, noise_std=noise_std, image_size=size)
 
 
+SINOGRAM_SUFFIX = ".npz"
+
+
 def write_sinogram(path: str | Path, sino: Sinogram, overwrite: bool = False) -> Path:
-    """Write sino to a .npz atomically; refuse to replace an existing file unless overwrite."""
+    """Write sino to a .npz atomically; refuse another suffix, and to replace an existing file
+    unless overwrite."""
+    check_suffix(path, (SINOGRAM_SUFFIX,), "a sinogram (with its angles)")
     arrays: dict[str, np.ndarray] = {"sinogram": sino.data, "angles": sino.angles}
     if sino.noise_std is not None:
         arrays["noise_std"] = np.asarray(sino.noise_std)

@@ -18,11 +18,17 @@ import numpy as np
 import torch
 
 from gensci import checkpoint
-from gensci.errors import CheckpointError, ConfigError, OutputExistsError
+from gensci.errors import CheckpointError, ConfigError
 from gensci.inverse.posterior import DiffusionPrior
 from gensci.models.diffusion import DiffusionConfig, DiffusionModel
 from gensci.models.vae import VAE, VAEConfig
-from gensci.runtime import atomic_write_text
+from gensci.runtime import (
+    atomic_write_text,
+    barrier,
+    is_main_process,
+    on_main_process,
+    prepare_out_dir,
+)
 from gensci.tomography.data import SliceSplit
 from gensci.train import TrainConfig, Trainer
 
@@ -48,6 +54,7 @@ class PriorSpec:
     seed: int = 0
     checkpoint_every: int = 250
     augment: int = 0  # random affine copies of each (mirrored) training slice
+    accumulate: int = 1  # micro-batches per step and process (see TrainConfig)
 
     def __post_init__(self) -> None:
         if self.augment < 0:
@@ -155,16 +162,10 @@ def train_prior(
     """
     out_dir = Path(out_dir)
     state = out_dir / "train" / "last.pt"
+    # only rank 0 checks and writes; a folder holding a run's state resumes, --overwrite restarts
+    out_dir = prepare_out_dir(out_dir, overwrite, resumable=lambda d: (d / "train/last.pt").exists())
     resuming = state.exists()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputExistsError(f"{out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not resuming and not overwrite:
-        raise OutputExistsError(
-            f"{out_dir} is not empty and holds no training state to resume; pass --overwrite "
-            "or choose another --out"
-        )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _check_same_spec(out_dir / "train" / "spec.json", spec, data_name, resuming)
+    on_main_process(_check_same_spec, out_dir / "train" / "spec.json", spec, data_name, resuming)
     torch.manual_seed(spec.seed)
     model = build_model(spec)
     data = training_tensor(split, spec.kind, spec.augment, spec.seed)
@@ -174,6 +175,7 @@ def train_prior(
         TrainConfig(
             steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
             lr_schedule=spec.lr_schedule, schedule_steps=spec.schedule_steps,
+            accumulate=spec.accumulate,
             ema_decay=spec.ema_decay if spec.kind == "diffusion" else 0.0, seed=spec.seed,
             log_every=50, checkpoint_every=spec.checkpoint_every,
             out_dir=str(out_dir / "train"), resume=True, device=device, progress=progress,
@@ -204,7 +206,11 @@ def train_prior(
         "command": " ".join(shlex.quote(a) for a in sys.argv),
     }
     model.to("cpu")
-    return checkpoint.save(model, out_dir / "prior.safetensors", overwrite=True, metadata=meta)
+    path = out_dir / "prior.safetensors"
+    if is_main_process():
+        checkpoint.save(model, path, overwrite=True, metadata=meta)
+    barrier()
+    return path
 
 
 def _check_same_spec(path: Path, spec: PriorSpec, data_name: str, resuming: bool) -> None:
@@ -213,6 +219,7 @@ def _check_same_spec(path: Path, spec: PriorSpec, data_name: str, resuming: bool
     current["channel_mults"] = list(spec.channel_mults)
     current.pop("steps")
     current.pop("checkpoint_every")
+    current.pop("accumulate")  # the Trainer checks the shards of each step itself
     if resuming and path.exists():
         saved = json.loads(path.read_text())
         # a setting added after the run was started counts as its default
@@ -254,10 +261,13 @@ def load_diffusion_prior(path: Path, resolution: int, device: torch.device) -> D
             f"{resolution}x{resolution}; train a prior at this resolution (gensci ct train-prior "
             f"--resolution {resolution}) or reconstruct at {got[-1]}"
         )
-    return DiffusionPrior(
-        model=model, scale=float(meta.get("scale", DIFFUSION_SCALE)),
-        shift=float(meta.get("shift", DIFFUSION_SHIFT)),
-    )
+    scale, shift = meta.get("scale", DIFFUSION_SCALE), meta.get("shift", DIFFUSION_SHIFT)
+    for name, value in (("scale", scale), ("shift", shift)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise CheckpointError(f"{path}: metadata {name!r} is {value!r}, not a number")
+    if scale == 0:
+        raise CheckpointError(f"{path}: metadata 'scale' is 0")
+    return DiffusionPrior(model=model, scale=float(scale), shift=float(shift))
 
 
 def load_vae_prior(path: Path, resolution: int, device: torch.device) -> VAE:

@@ -1,0 +1,1 @@
+"""Learning the physics of interacting defects from snapshots (gensci dynamics)."""

@@ -1,0 +1,204 @@
+"""`gensci demo`: a tour of every study at a small scale, written as one static HTML site.
+
+Each step runs one study with the models that ship in the package (or trains a small one for under a
+minute), writes its outputs to OUT/runs/<study>/ with a results.json report section, and prints a
+one-line summary; the site (OUT/index.html, one page per study) is built from those folders at the
+end with `gensci.report.site.build_site`, the same code as `gensci report`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class TourSettings:
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    core_steps: int = 600  # training steps of the core models on the known densities
+    scale: float = 1.0  # multiplies every step count (tests use a small scale)
+
+
+def _n(x: float, settings: TourSettings, least: int = 2) -> int:
+    return max(least, int(round(x * settings.scale)))
+
+
+def _command() -> str:
+    return " ".join(shlex.quote(a) for a in ["gensci", *sys.argv[1:]])
+
+
+def step_core(out: Path, s: TourSettings) -> str:
+    """The core on densities with known answers (diffusion, VAE, MADE)."""
+    from gensci.demo import run_demo
+    from gensci.report.site import record
+
+    res = run_demo(out, seed=s.seed, device=s.device, steps=_n(s.core_steps, s, 10),
+                   progress=s.progress)
+    err = res.get("diffusion_ode_mode_weight_error", float("nan"))
+    gap = res["made_cross_entropy"] - res["made_entropy_bound"]
+    figures = [(p.name, p.stem.replace("_", " ")) for p in sorted(out.glob("*.png"))]
+    table = [{"quantity": k, "value": v} for k, v in res.items()
+             if isinstance(v, float)]
+    summary = (f"diffusion (ODE sampler) mode-weight error {err:.3f}; MADE within {gap:.3f} nats "
+               "of the entropy bound")
+    record(out, "core", "The generative core on densities with known answers", _command(),
+           summary, table, figures, res)
+    return summary
+
+
+def step_ct(out: Path, s: TourSettings) -> str:
+    """Limited-angle CT: FBP, TV and the diffusion posterior (shipped prior) on held-out slices."""
+    from gensci.report.site import record
+    from gensci.runtime import resolve_device
+    from gensci.tomography.data import mni152_split
+    from gensci.tomography.prior import load_diffusion_prior, shipped_prior
+    from gensci.tomography.study import MethodSettings, StudyConfig, run_study
+
+    dev = resolve_device(s.device)
+    path = shipped_prior(64)
+    if path is None:
+        raise FileNotFoundError("the shipped 64 x 64 CT prior is missing from the package")
+    prior = load_diffusion_prior(path, 64, dev)
+    split = mni152_split(64, n_heldout=12)
+    cfg = StudyConfig(
+        resolution=64, n_slices=2, n_views=60, wedges=(90.0,), methods=("fbp", "tv", "dds"),
+        tv_grid=(1.0, 2.0, 4.0), seed=s.seed,
+        settings=MethodSettings(samples=_n(4, s), dds_steps=_n(30, s), tv_iterations=_n(300, s)),
+    )
+    results = run_study(cfg, split.heldout, split.heldout_z, prior, None, out, dev,
+                        progress=s.progress)
+    methods = results["wedges"]["90"]["methods"] if "90" in results["wedges"] else next(
+        iter(results["wedges"].values()))["methods"]
+    table = [{"method": m, "PSNR (dB)": v["psnr"]["mean"], "SSIM": v["ssim"]["mean"],
+              "seconds": v["seconds"]["mean"]} for m, v in methods.items()]
+    figures = [(p.name, f"{p.stem.replace('_', ' ')} degree wedge: truth, reconstructions, "
+                        "posterior std") for p in sorted(out.glob("panel_*.png"))]
+    best = {m: v["psnr"]["mean"] for m, v in methods.items()}
+    summary = (f"60 views over [0, 90), 1 % noise, held-out slices z = {results['slices_z']}: "
+               + ", ".join(f"{m} {v:.1f} dB" for m, v in best.items()))
+    record(out, "ct", "Limited-angle CT with a diffusion prior", _command(), summary, table,
+           figures, results)
+    return summary
+
+
+def step_poisson(out: Path, s: TourSettings) -> str:
+    """A regression surrogate of the Poisson equation trained for under a minute, beside the exact
+    solver, on source fields it never saw."""
+    from gensci.poisson.data import make_dataset
+    from gensci.poisson.study import run_study, train_surrogate
+    from gensci.report.site import record
+    from gensci.train import TrainConfig
+
+    train = make_dataset(_n(300, s, 16), 32, seed=s.seed, progress=False)
+    test = make_dataset(8, 32, seed=s.seed + 1, progress=False)
+    tc = TrainConfig(steps=_n(200, s), batch_size=16, lr=2e-3, seed=s.seed, device=s.device,
+                     ema_decay=0.99, progress=s.progress, checkpoint_every=0)
+    t0 = time.perf_counter()
+    model = train_surrogate(train, out / "model", kind="regression", train_config=tc,
+                            base_channels=16, channel_mults=(1, 2, 2))
+    seconds = time.perf_counter() - t0
+    table = run_study(test, {"regression": model}, out, seed=s.seed, warm_start=True,
+                      progress=False)
+    rows = []
+    for key, row in table.items():
+        if isinstance(row, dict) and "all" in row:
+            rows.append({"method": key, "rel L2 (mean)": row["all"].get("rel_l2_mean"),
+                         "rel residual (median)": row["all"].get("rel_residual_median"),
+                         "seconds": row.get("seconds")})
+    hard = table.get("regression/hard", {}).get("all", {})
+    summary = (f"regression surrogate trained {seconds:.0f} s on {len(train)} fields: relative "
+               f"L2 error {hard.get('rel_l2_mean', float('nan')):.3f} on 8 unseen fields; CG "
+               f"from its answer {table.get('regression/hard', {}).get('cg_iterations_warm_mean', 0):.0f}"
+               f" iterations vs {table.get('cg_iterations_cold_mean', 0):.0f} from zero")
+    record(out, "poisson", "A neural surrogate of the Poisson equation", _command(), summary,
+           rows, [("examples.png", "source, exact solution, surrogate and its error")], table)
+    return summary
+
+
+def step_protein(out: Path, s: TourSettings) -> str:
+    """A family VAE on the bundled fn3 alignment: designs, filters, identity and covariation."""
+    from gensci.protein.model import FamilyConfig
+    from gensci.protein.study import run_study
+    from gensci.report.site import record
+
+    cfg = FamilyConfig(steps=_n(800, s), seed=s.seed)
+    summary_d = run_study("fn3", out, config=cfg, n_designs=_n(200, s, 10), device=s.device,
+                          overwrite=True, progress=s.progress)
+    vae = summary_d.get("vae", summary_d)
+    passed = vae.get("pass_rates", {}) if isinstance(vae, dict) else {}
+    table = [{"rule": k, "pass rate": v} for k, v in passed.items()] if isinstance(
+        passed, dict) else []
+    figures = [(p.name, p.stem.replace("_", " ")) for p in sorted(out.glob("*.png"))]
+    summary = f"fn3 family ({summary_d['n_sequences']} sequences): VAE designs with the filter funnel"
+    record(out, "protein", "Protein design with a family VAE", _command(), summary, table,
+           figures, summary_d)
+    return summary
+
+
+def step_cells(out: Path, s: TourSettings) -> str:
+    """Latent arithmetic predicts a held-out cell type's response (semi-synthetic PBMC)."""
+    from gensci.cells.data import make_perturbation_benchmark
+    from gensci.cells.registry import setup_anndata
+    from gensci.cells.study import StudyConfig, run_study
+    from gensci.report.site import record
+
+    adata = make_perturbation_benchmark(seed=s.seed)
+    setup_anndata(adata, condition_key="condition", control="control", perturbed="stimulated",
+                  cell_type_key="cell_type")
+    types = sorted(set(adata.obs["cell_type"].astype(str)))
+    held = "CD14+ Monocyte" if "CD14+ Monocyte" in types else types[0]
+    cfg = StudyConfig(scale="tiny", cell_types=(held,), seed=s.seed, device=s.device,
+                      progress=s.progress, overrides={"max_epochs": _n(30, s)})
+    result = run_study(adata, out, cfg, overwrite=True)
+    metrics = result["per_type"][held]["metrics"]
+    names = {"r2_deg": "R2 top-100 DEGs", "r2_all": "R2 all genes",
+             "delta_corr_deg": "delta corr. DEGs"}
+    table = [{"method": m, **{label: vals[k]["value"] for k, label in names.items()
+                              if isinstance(vals.get(k), dict)}}
+             for m, vals in metrics.items()]
+    figures = [(str(p.relative_to(out)), p.stem.replace("_", " "))
+               for p in sorted((out / "figures").glob("*.png"))]
+    r2 = {m: vals["r2_deg"]["value"] for m, vals in metrics.items() if "r2_deg" in vals}
+    summary = (f"held-out type {held}, response predicted by latent arithmetic: R2 on the top-100 "
+               "DEGs " + ", ".join(f"{m} {v:.2f}" for m, v in r2.items()))
+    record(out, "cells", "Single-cell perturbation by latent arithmetic", _command(), summary,
+           table, figures, result)
+    return summary
+
+
+STEPS: dict[str, Callable[[Path, TourSettings], str]] = {
+    "core": step_core,
+    "ct": step_ct,
+    "poisson": step_poisson,
+    "protein": step_protein,
+    "cells": step_cells,
+}
+
+
+def run_tour(out: Path, settings: TourSettings, only: list[str] | None = None,
+             echo: Callable[[str], Any] = print) -> tuple[Path, dict[str, str]]:
+    """Run the tour's steps into out/runs/<study>/, build the site into out; return its index."""
+    from gensci.report.site import build_site
+
+    names = only or list(STEPS)
+    lines: dict[str, str] = {}
+    for i, name in enumerate(names, 1):
+        echo(f"[{i}/{len(names)}] {name}: {STEPS[name].__doc__.splitlines()[0]}")  # type: ignore[union-attr]
+        folder = out / "runs" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(settings.seed)
+        np.random.seed(settings.seed)
+        t0 = time.perf_counter()
+        lines[name] = STEPS[name](folder, settings) + f" ({time.perf_counter() - t0:.0f} s)"
+    index = build_site([out / "runs" / n for n in names], out)
+    return index, lines
