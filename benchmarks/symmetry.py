@@ -42,7 +42,7 @@ def digits_scale():  # type: ignore[no-untyped-def]
 
 
 def galaxies_scale():  # type: ignore[no-untyped-def]
-    return scaled(SCALES["small"], channels=(8, 8, 4), steps=800, batch_size=16,
+    return scaled(SCALES["small"], channels=(12, 8, 4), steps=1200, batch_size=16,
                   ms=(32, 64, 128, 256, 512), n_test=20, map_steps=200)
 
 
@@ -188,12 +188,12 @@ def e2cnn_comparison() -> dict:
 
 def summary() -> dict:
     out: dict = {"device": "cpu (2 shared cores, OMP_NUM_THREADS=1); no GPU in this session"}
-    for part in ("digits", "galaxies", "efficiency", "dimension", "e2cnn"):
+    for part in ("digits", "galaxies", "galaxies-raw", "efficiency", "dimension", "e2cnn"):
         p = RESULTS / f"symmetry_{part}.json"
         if p.exists():
             out[part] = json.loads(p.read_text())
     targets = {}
-    for part in ("digits", "galaxies"):
+    for part in ("digits", "galaxies", "galaxies-raw"):
         if part not in out:
             continue
         r = out[part]
@@ -216,6 +216,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     what = sys.argv[1] if len(sys.argv) > 1 else "summary"
     fn = {"digits": lambda: study("digits"), "galaxies": lambda: study("galaxies"),
+          "galaxies-raw": lambda: study("galaxies-raw"),
           "efficiency": efficiency, "dimension": dimension, "e2cnn": e2cnn_comparison,
           "summary": summary}[what]
     result = fn()

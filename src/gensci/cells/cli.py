@@ -113,6 +113,9 @@ def simulate(
     convention: Annotated[str, typer.Option(help="condition (control/stimulated) | label "
                                                  "(ctrl/stim)")] = "condition",
     sparse: Annotated[bool, typer.Option(help="store X as a sparse matrix")] = False,
+    response: Annotated[str, typer.Option(
+        help="programme (driven by each cell's expression) | independent (per type, at random)")
+    ] = "programme",
     seed: SeedOption = 0,
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -123,7 +126,8 @@ def simulate(
 
     check_suffix(out, (".h5ad",), "the benchmark AnnData")
     check_writable(out, overwrite)
-    adata = make_perturbation_benchmark(seed=seed, convention=convention, sparse=sparse)
+    adata = make_perturbation_benchmark(seed=seed, convention=convention, sparse=sparse,
+                                        response=response)
     atomic_save(out, lambda tmp: adata.write_h5ad(tmp), overwrite=overwrite, suffix=".h5ad")
     typer.echo(f"wrote {out} ({adata.n_obs} cells x {adata.n_vars} genes)")
 
@@ -371,6 +375,9 @@ def study(
         device=device, ridge=ridge, step=step_value,
     )
     result = run_study(adata, out, cfg, overwrite=overwrite)
+    from gensci.report.records import record_cells
+
+    record_cells(out, result)  # the report section: `gensci report` renders this folder
     for line in result["verdict"]["lines"]:
         typer.echo(line)
     typer.echo(f"wrote {out}/report.md and {out}/metrics.json")

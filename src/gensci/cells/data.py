@@ -150,12 +150,13 @@ def make_perturbation_benchmark(
     cell's own expression programme, the same function for every type: the first
     `n_programmes` principal components of the real expression each drive `n_type_genes` seeded
     genes with loading ``v_kg * tanh(s_ik)`` (``s_ik`` the cell's standardised score on PC k;
-    up at one end of the programme, down at the other), on top of the shared interferon-like program; every type has strength 1 and differs
-    only through its expression (programme scores and receptor module). A method that learns
-    how the response depends on a cell's state can transfer it to an unseen type; one shared
-    shift cannot. response="independent": the earlier benchmark, each type's strength and its
-    own extra genes drawn at random, independent of its expression (kept to reproduce the
-    figures made with it).
+    up at one end of the programme, down at the other), on top of the shared interferon-like
+    program; every type has strength 1 and differs only through its expression (programme
+    scores and receptor module). A method that learns how the response depends on a cell's
+    state can transfer it to an unseen type; one shared shift cannot. obsm["programme_drive"]
+    holds tanh(s_ik), uns["perturbation_truth"]["programme_loadings"] the v_kg.
+    response="independent": the earlier benchmark, each type's strength and its own extra genes
+    drawn at random, independent of its expression (kept to reproduce the figures made with it).
     """
     if ad is None:  # pragma: no cover
         raise ConfigError("the cells study needs anndata and scanpy: pip install 'gensci[cells]'")
@@ -216,7 +217,8 @@ def make_perturbation_benchmark(
     W = loadings[type_idx]  # (n_cells, n_genes)
     if response == "programme":
         W, activation, strength, loadings, V, drive = _programme_response(
-            X, rng, program, program_w, induction, n_programmes, n_type_genes, responsiveness,
+            X, rng, np.asarray(program), program_w, induction, n_programmes, n_type_genes,
+            responsiveness,
             heterogeneity, type_idx, len(type_names))
     effect = np.abs(W) * activation[:, None]
     counts = np.expm1(X.astype(np.float64))

@@ -428,8 +428,9 @@ class PerturbationModel:
         input's form: sparse in the same format if the input is, its float dtype, and clipped
         at 0 for log-normalised data (the decoder can undershoot). obs is copied from the
         control cells with obs[condition_key] = "predicted", a new category when the column is
-        categorical (the source cell's name in obs["source_cell"]); uns["gensci_cells_prediction"] holds the delta and its interval (for the
-        regression: of the cells' mean delta; each cell's own in obsm["X_gensci_latent_delta"]).
+        categorical (the source cell's name in obs["source_cell"]);
+        uns["gensci_cells_prediction"] holds the delta and its interval (for the regression: of
+        the cells' mean delta; each cell's own in obsm["X_gensci_latent_delta"]).
         """
         import anndata as ad
 

@@ -333,6 +333,8 @@ def study(
     table = run_study(ds, models, out, steps=steps, guidance=guided, project=project, seed=seed,
                       warm_start=warm_start)
     from gensci.poisson.study import markdown_table
+    from gensci.report.records import record_poisson
 
+    record_poisson(out, table)  # the report section: `gensci report` renders this folder
     typer.echo(markdown_table(table))
     typer.echo(f"report in {out}")

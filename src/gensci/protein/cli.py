@@ -303,4 +303,7 @@ def study_cmd(
         alignment, out, hmm, FamilyConfig(steps=steps, latent_dim=latent_dim, seed=seed), n,
         temperature, load_rules(rules), evalue, focus, _resolve_device(device), overwrite,
     )
+    from gensci.report.records import record_protein
+
+    record_protein(out, summary)  # the report section: `gensci report` renders this folder
     typer.echo(json.dumps({k: summary[k] for k in ("vae", "site_independent")}, indent=1))

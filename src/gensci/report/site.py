@@ -95,9 +95,10 @@ def record(
     figures: list[tuple[str, str]],
     results: dict[str, Any] | None = None,
 ) -> Path:
-    """Write out_dir/results.json: the study's results plus the section a report is built from.
+    """Add the section a report is built from to out_dir/results.json; return its path.
 
-    figures: (file name inside out_dir, caption). Returns the path of results.json.
+    The study's own results stay as they are: the keys of an existing results.json are kept (or
+    `results` is stored under "results"). figures: (file name inside out_dir, caption).
     """
     if study not in STUDIES:
         raise FormatError(f"unknown study {study!r}; known: {sorted(STUDIES)}")
@@ -105,16 +106,22 @@ def record(
     missing = [f for f, _ in figures if not (out / f).is_file()]
     if missing:
         raise FormatError(f"figures {missing} named in the report of {out} do not exist")
-    doc = {
-        "study": study,
-        "report": {
-            "title": title,
-            "command": command,
-            "summary": summary,
-            "table": table,
-            "figures": [{"file": f, "caption": c} for f, c in figures],
-        },
-        "results": results or {},
+    doc: dict[str, Any] = {}
+    if (out / "results.json").is_file():
+        try:
+            doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            doc = {}
+        doc = doc if isinstance(doc, dict) else {}
+    if results is not None:
+        doc["results"] = results
+    doc["study"] = study
+    doc["report"] = {
+        "title": title,
+        "command": command,
+        "summary": summary,
+        "table": table,
+        "figures": [{"file": f, "caption": c} for f, c in figures],
     }
     return atomic_write_text(
         out / "results.json", json.dumps(doc, indent=1, default=_plain), overwrite=True

@@ -3,7 +3,8 @@
 - digits: scikit-learn's 1,797 handwritten digits (8 x 8, 0..16), upsampled to 12 x 12, padded to
   16 x 16 (so that a turn keeps the digit in the frame) and turned by a seeded random angle each.
 - galaxies: 32 x 32 stamps around the sources detected in scikit-image's Hubble Deep Field image
-  (background-subtracted, scaled to unit peak). Galaxies have no preferred orientation already.
+  (background-subtracted, sky noise removed, scaled to unit peak; "galaxies-raw" keeps the sky
+  noise). Galaxies have no preferred orientation already.
 - a folder of .npy / .png images of one size (a user's own data).
 
 Images are (N, 1, H, W) float32 tensors.
@@ -76,12 +77,17 @@ def rotated_digits(size: int = 16, seed: int = 0) -> tuple[ImageSet, torch.Tenso
     return ImageSet(rotate_images(up.images, angles), up.labels, up.name), angles
 
 
-def galaxy_stamps(size: int = 32, threshold: float = 5.0, min_area: int = 30) -> ImageSet:
+def galaxy_stamps(
+    size: int = 32, threshold: float = 5.0, min_area: int = 30, clean: bool = True
+) -> ImageSet:
     """Return size x size stamps centred on the sources of the Hubble Deep Field image.
 
     Sources: connected pixels above `threshold` robust sigmas of the (slightly smoothed) grey
     image, at least `min_area` pixels, whose stamp lies inside the image. Each stamp has the
     image's median subtracted and is divided by its peak within the central 8 x 8 pixels.
+    `clean`: the stamps are cut from the image smoothed by a 1-pixel Gaussian with every pixel
+    below 2 sky sigmas (of the smoothed image) set to 0, so they hold the sources without the sky
+    noise (raw stamps carry a median 0.19 of their norm in sky noise, which no prior recovers).
     """
     from scipy import ndimage as ndi
     from skimage.color import rgb2gray
@@ -90,7 +96,11 @@ def galaxy_stamps(size: int = 32, threshold: float = 5.0, min_area: int = 30) ->
     grey = rgb2gray(hubble_deep_field()).astype(np.float64)
     bg = float(np.median(grey))
     sigma = 1.4826 * float(np.median(np.abs(grey - bg)))
-    labels, count = ndi.label(ndi.gaussian_filter(grey, 1.0) > bg + threshold * sigma)
+    smooth = ndi.gaussian_filter(grey, 1.0)
+    labels, count = ndi.label(smooth > bg + threshold * sigma)
+    if clean:
+        sky = 1.4826 * float(np.median(np.abs(smooth - bg)))
+        grey = np.where(smooth - bg > 2.0 * sky, smooth, bg)
     index = np.arange(1, count + 1)
     areas = ndi.sum(np.ones_like(grey), labels, index)
     centres = ndi.center_of_mass(grey - bg, labels, index)
@@ -110,7 +120,7 @@ def galaxy_stamps(size: int = 32, threshold: float = 5.0, min_area: int = 30) ->
     if not stamps:
         raise DataError("no galaxy stamps found in the Hubble Deep Field image")
     x = torch.from_numpy(np.stack(stamps).astype(np.float32))[:, None]
-    return ImageSet(x, None, "galaxies")
+    return ImageSet(x, None, "galaxies" if clean else "galaxies-raw")
 
 
 def read_image_folder(folder: str | Path) -> ImageSet:
@@ -155,11 +165,12 @@ def read_image_folder(folder: str | Path) -> ImageSet:
 
 
 def load_images(data: str, seed: int = 0) -> ImageSet:
-    """Return the image set named by `data`: "digits" (turned at random), "galaxies", or a folder."""
+    """Return the image set named by `data`: "digits" (turned at random), "galaxies",
+    "galaxies-raw" (with the sky noise), or a folder."""
     if data == "digits":
         return rotated_digits(16, seed)[0]
-    if data == "galaxies":
-        return galaxy_stamps(32)
+    if data in ("galaxies", "galaxies-raw"):
+        return galaxy_stamps(32, clean=data == "galaxies")
     return read_image_folder(data)
 
 

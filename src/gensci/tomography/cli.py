@@ -421,6 +421,9 @@ def study_cmd(
             raise DataError(f"prior {path} was trained on held-out slices z = {leak}")
     out_dir = prepare_out_dir(out, overwrite)
     results = run_study(cfg, split.heldout, split.heldout_z, diffusion, vae_model, out_dir, dev)
+    from gensci.report.records import record_ct
+
+    record_ct(out_dir, results)  # the report section: `gensci report` renders this folder
     typer.echo(results_table(results))
     typer.echo(f"wrote {out_dir} (mean over {len(results['slices_z'])} slices, z = "
                f"{np.min(results['slices_z'])}..{np.max(results['slices_z'])})")

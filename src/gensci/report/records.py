@@ -1,0 +1,121 @@
+"""How each study's results become the report section of its output folder (see site.record).
+
+The study commands (`gensci ct study`, `poisson study`, `protein study`, `cells study`) and the tour
+behind `gensci demo` call the same function, so `gensci report` renders either the same way.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from gensci.report.site import record
+
+
+def command_line() -> str:
+    """Return the command that is running, as a user would type it."""
+    return " ".join(shlex.quote(a) for a in ["gensci", *sys.argv[1:]])
+
+
+def record_core(out: Path, res: dict[str, Any]) -> str:
+    """Report the core's run on known densities; return its one-line summary."""
+    err = res.get("diffusion_ode_mode_weight_error", float("nan"))
+    gap = res["made_cross_entropy"] - res["made_entropy_bound"]
+    figures = [(p.name, p.stem.replace("_", " ")) for p in sorted(out.glob("*.png"))]
+    table = [{"quantity": k, "value": v} for k, v in res.items() if isinstance(v, float)]
+    summary = (f"diffusion (ODE sampler) mode-weight error {err:.3f}; MADE within {gap:.3f} nats "
+               "of the entropy bound")
+    record(out, "core", "The generative core on densities with known answers", command_line(),
+           summary, table, figures)
+    return summary
+
+
+def record_ct(out: Path, results: dict[str, Any]) -> str:
+    """Report a CT study (every wedge, every method); return its one-line summary."""
+    table, parts = [], []
+    for wedge, entry in results["wedges"].items():
+        for m, v in entry["methods"].items():
+            table.append({"wedge": f"[0, {wedge})", "method": m, "PSNR (dB)": v["psnr"]["mean"],
+                          "SSIM": v["ssim"]["mean"], "seconds": v["seconds"]["mean"]})
+        parts.append(f"[0, {wedge}): " + ", ".join(
+            f"{m} {v['psnr']['mean']:.1f} dB" for m, v in entry["methods"].items()))
+    figures = [(p.name, f"views in [0, {p.stem.split('_', 1)[1]}) degrees: truth, each "
+                        "reconstruction, the posterior std and |error|")
+               for p in sorted(out.glob("panel_*.png"))]
+    cfg = results["config"]
+    summary = (f"{cfg['n_views']} views, {100 * cfg['noise_level']:g} % noise, held-out slices "
+               f"z = {results['slices_z']}; " + "; ".join(parts))
+    record(out, "ct", "Limited-angle CT with a diffusion prior", command_line(), summary, table,
+           figures)
+    return summary
+
+
+def record_poisson(out: Path, table: dict[str, Any], note: str = "") -> str:
+    """Report a Poisson study table; return its one-line summary."""
+    rows = []
+    for key, row in table.items():
+        if isinstance(row, dict) and "all" in row:
+            rows.append({"method": key, "rel L2 (mean)": row["all"].get("rel_l2_mean"),
+                         "rel residual (median)": row["all"].get("rel_residual_median"),
+                         "max boundary violation": row["all"].get("boundary_violation_max"),
+                         "seconds": row.get("seconds")})
+    best = min((r for r in rows if r["method"] != "exact"),
+               key=lambda r: r["rel L2 (mean)"] or float("inf"), default=None)
+    summary = note + (f"best surrogate {best['method']}: relative L2 error "
+                      f"{best['rel L2 (mean)']:.3f} on {table['n_examples']} fields"
+                      if best else "exact solver only")
+    figures = [(p.name, "source, exact solution, each surrogate, its error and its PDE residual")
+               for p in sorted(out.glob("*.png"))]
+    record(out, "poisson", "A neural surrogate of the Poisson equation", command_line(), summary,
+           rows, figures)
+    return summary
+
+
+def record_protein(out: Path, summary_d: dict[str, Any]) -> str:
+    """Report a protein study (designs, filter funnel, identity); return its one-line summary."""
+    table = []
+    for name in ("vae", "site_independent"):
+        block = summary_d.get(name)
+        if isinstance(block, dict):
+            for rule, rate in (block.get("pass_rates") or {}).items():
+                table.append({"sampler": name, "filter": rule, "pass rate": rate})
+    captions = {"latent_map": "the family and the designs in the VAE's latent space",
+                "histograms": "identity to the nearest natural, and the filters' quantities, for "
+                              "VAE designs, site-independent designs and naturals"}
+    figures = [(p.name, captions.get(p.stem, p.stem.replace("_", " ")))
+               for p in sorted(out.glob("*.png"))]
+    summary = (f"{Path(str(summary_d.get('alignment', 'family'))).stem} family "
+               f"({summary_d['n_sequences']} sequences x {summary_d['length']} columns): designs "
+               "from the VAE and from a site-independent model through the same filters")
+    record(out, "protein", "Protein design with a family VAE", command_line(), summary, table,
+           figures)
+    return summary
+
+
+def record_cells(out: Path, result: dict[str, Any]) -> str:
+    """Report a cells study (every held-out type); return its one-line summary."""
+    names = {"r2_deg": "R2 top-100 DEGs", "r2_all": "R2 all genes",
+             "delta_corr_deg": "delta corr. DEGs"}
+    table, parts = [], []
+    for cell_type, per in result["per_type"].items():
+        metrics = per["metrics"]
+        for m, vals in metrics.items():
+            table.append({"held-out type": cell_type, "method": m,
+                          **{label: vals[k]["value"] for k, label in names.items()
+                             if isinstance(vals.get(k), dict)}})
+        parts.append(f"{cell_type}: " + ", ".join(
+            f"{m} {vals['r2_deg']['value']:.2f}" for m, vals in metrics.items()
+            if "r2_deg" in vals))
+    captions = {"scatter": "predicted vs real mean expression of the held-out type (all genes "
+                           "grey, its top-100 DEGs red)",
+                "pca": "control, real perturbed and predicted cells of the held-out type (PCA)",
+                "umap": "control, real perturbed and predicted cells of the held-out type (UMAP)",
+                "step": "the latent step calibrated on the training types"}
+    figures = [(str(p.relative_to(out)), captions.get(p.stem.rsplit("_", 1)[-1], p.stem))
+               for p in sorted((out / "figures").glob("*.png"))]
+    summary = "R2 on the held-out types' top-100 DEGs: " + "; ".join(parts)
+    record(out, "cells", "Single-cell perturbation by latent arithmetic", command_line(), summary,
+           table, figures)
+    return summary
