@@ -27,7 +27,7 @@ from gensci.protein.design import Designs, design, finish, posterior
 from gensci.protein.feasibility import FeasibilityRules, check, pass_rates, rules_to_dict
 from gensci.protein.hmm import hmm_evalues, load_hmm
 from gensci.protein.io import MSA, bundled, decode, load_family, write_fasta
-from gensci.protein.metrics import covariation_fidelity
+from gensci.protein.metrics import covariation_fidelity, pair_correlations
 from gensci.protein.model import FamilyConfig, FamilyMeta, save_family, train_family
 from gensci.protein.weights import nearest_identity, sequence_weights
 from gensci.runtime import atomic_save, atomic_write_text, finish_out_dir, prepare_out_dir
@@ -189,6 +189,37 @@ def latent_map_figure(
     return out
 
 
+def covariation_figure(
+    path: Path,
+    natural: np.ndarray,
+    weights: np.ndarray,
+    samplers: dict[str, np.ndarray],
+    overwrite: bool = False,
+) -> Path:
+    """Draw each sampler's connected pair correlations against the naturals' (one panel each)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = pair_correlations(natural, weights).astype(np.float64)
+    fig, axes = plt.subplots(1, len(samplers), figsize=(3.4 * len(samplers), 3.2), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, (name, codes) in zip(axes, samplers.items(), strict=True):
+        got = pair_correlations(codes).astype(np.float64)
+        ax.scatter(ref, got, s=2, alpha=0.3)
+        lim = float(max(np.abs(ref).max(), np.abs(got).max(), 1e-6))
+        ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
+        r = covariation_fidelity(codes, natural, weights)
+        ax.set_title(f"{name}: r = {r:.2f}")
+        ax.set_xlabel("naturals' pair correlation")
+    axes[0].set_ylabel("designs' pair correlation")
+    fig.tight_layout()
+    out = atomic_save(path, lambda p: fig.savefig(p, dpi=110), overwrite=overwrite, suffix=".png")
+    plt.close(fig)
+    return out
+
+
 def histograms_figure(
     path: Path,
     groups: dict[str, Sequence[dict[str, Any]]],
@@ -324,6 +355,11 @@ def run_study(
         None if design_mu is None else design_mu.numpy(),
         overwrite,
     )
+    if len(designs) > 1 and len(baseline) > 1:
+        covariation_figure(
+            out_dir / "covariation.png", codes, weights,
+            {"VAE": designs.codes, "site-independent": baseline.codes}, overwrite=overwrite,
+        )
     histograms_figure(
         out_dir / "histograms.png",
         {"VAE": rows, "site-independent": base_rows, "natural": natural_rows(msa, rules)},

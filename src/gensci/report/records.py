@@ -79,9 +79,13 @@ def record_protein(out: Path, summary_d: dict[str, Any]) -> str:
     for name in ("vae", "site_independent"):
         block = summary_d.get(name)
         if isinstance(block, dict):
-            for rule, rate in (block.get("pass_rates") or {}).items():
-                table.append({"sampler": name, "filter": rule, "pass rate": rate})
+            rates = block.get("pass_rates") or {}
+            table.append({"sampler": name, **{f"passes {rule}": rate
+                                              for rule, rate in rates.items()},
+                          "covariation r": block.get("covariation_r")})
     captions = {"latent_map": "the family and the designs in the VAE's latent space",
+                "covariation": "pair correlations of designs against the naturals': the VAE "
+                               "keeps the family's covariation, a site-independent model cannot",
                 "histograms": "identity to the nearest natural, and the filters' quantities, for "
                               "VAE designs, site-independent designs and naturals"}
     figures = [(p.name, captions.get(p.stem, p.stem.replace("_", " ")))
