@@ -26,6 +26,7 @@ from gensci.runtime import (
     resolve_device,
     seed_everything,
 )
+from gensci.tour import STEPS as TOUR_STEPS
 from gensci.train import TrainConfig, Trainer
 
 CENTERS = torch.tensor([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]])
@@ -177,7 +178,7 @@ def demo(
     device: DeviceOption = "auto",
     steps: int = typer.Option(600, help="training steps of the core models on known densities"),
     only: str = typer.Option(
-        "core,ct,poisson,protein,cells", help="the studies to tour, comma-separated"
+        ",".join(TOUR_STEPS), help="the studies to tour, comma-separated"
     ),
     overwrite: OverwriteOption = False,
     progress: bool = typer.Option(True, help="show progress bars"),

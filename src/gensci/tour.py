@@ -134,12 +134,22 @@ def step_cells(out: Path, s: TourSettings) -> str:
     return record_cells(out, result)
 
 
+def step_dynamics(out: Path, s: TourSettings) -> str:
+    """Interacting defects: drift and diffusion from unpaired snapshots, against the oracle."""
+    from gensci.dynamics.study import run_study
+    from gensci.report.records import record_dynamics
+
+    fit = run_study(out, "tiny", seed=s.seed, device=s.device)
+    return record_dynamics(out, fit)
+
+
 STEPS: dict[str, Callable[[Path, TourSettings], str]] = {
     "core": step_core,
     "ct": step_ct,
     "poisson": step_poisson,
     "protein": step_protein,
     "cells": step_cells,
+    "dynamics": step_dynamics,
 }
 
 

@@ -199,30 +199,16 @@ def study_cmd(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Simulate, fit every method and model class, write the table, JSON and figures."""
-    from gensci.dynamics.score_fit import MODEL_FILE, ScoreModelConfig, save_score_model
-    from gensci.dynamics.study import (
-        SCALES,
-        known_part,
-        make_data,
-        run_fits,
-        summary_table,
-        write_report,
-    )
+    from gensci.dynamics.study import SCALES, run_study, summary_table
     from gensci.errors import ConfigError
+    from gensci.report.records import record_dynamics
     from gensci.runtime import prepare_out_dir, seed_everything
 
     if scale not in SCALES:
         raise ConfigError(f"unknown --scale {scale!r}; choose one of {sorted(SCALES)}")
     out_dir = prepare_out_dir(out, overwrite)
     seed_everything(seed)
-    c = SCALES[scale]
-    s, held, truth = make_data(scale, seed=seed, n=n)
-    cfg = ScoreModelConfig(steps=c["steps"])
-    result = run_fits(s, held, known_part(truth), truth, cfg, points=c["points"],
-                      n_bootstrap=c["bootstrap"], seed=seed, device=device)
-    save_score_model(result["model"], result["t_scale"], out_dir / MODEL_FILE,
-                     {"data": f"study --scale {scale} --seed {seed}", "steps": c["steps"],
-                      "seed": seed}, overwrite=True)
-    write_report(out_dir, result, truth, known_part(truth), {"scale": scale, "seed": seed})
-    typer.echo(summary_table(result["fits"]))
+    record = run_study(out_dir, scale, seed=seed, device=device, n=n)
+    record_dynamics(out_dir, record)  # the report section: `gensci report` renders this folder
+    typer.echo(summary_table(record["fits"]))
     typer.echo(f"report in {out_dir}")

@@ -336,3 +336,23 @@ def write_report(out: Path, result: dict[str, Any], truth: DefectParams | None,
     basis, coef = result["basis"]
     plot_potential(out / "potential.png", basis, coef, truth, result["fits"], known)
     return record
+
+
+def run_study(out_dir: Path, scale: str = "small", seed: int = 0, device: str = "cpu",
+              n: int | None = None) -> dict[str, Any]:
+    """Simulate at a named scale, fit every method and model class, write the report into out_dir.
+
+    Returns the JSON-ready record (as fit.json); the score model goes to out_dir/score.safetensors.
+    """
+    from gensci.dynamics.score_fit import MODEL_FILE, ScoreModelConfig, save_score_model
+
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {sorted(SCALES)}")
+    c = SCALES[scale]
+    s, held, truth = make_data(scale, seed=seed, n=n)
+    result = run_fits(s, held, known_part(truth), truth, ScoreModelConfig(steps=c["steps"]),
+                      points=c["points"], n_bootstrap=c["bootstrap"], seed=seed, device=device)
+    save_score_model(result["model"], result["t_scale"], out_dir / MODEL_FILE,
+                     {"data": f"study --scale {scale} --seed {seed}", "steps": c["steps"],
+                      "seed": seed}, overwrite=True)
+    return write_report(out_dir, result, truth, known_part(truth), {"scale": scale, "seed": seed})
