@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from gensci.models.equivariant import EquivariantVAE, EquivariantVAEConfig, matched_plain_config
@@ -26,10 +27,13 @@ from gensci.symmetry.data import rotated_digits, split, upright_digits
 from gensci.symmetry.model import frechet_distance, heldout_elbo, train_feature_net
 from gensci.symmetry.study import (
     SCALES,
+    baseline_wins,
+    m_star_summary,
     model_configs,
     run_study,
     scaled,
     train_config,
+    write_report,
 )
 from gensci.symmetry.task import SUCCESS_THRESHOLD, m_star, measure, recover_latent, relative_error
 
@@ -139,9 +143,8 @@ def e2cnn_comparison() -> dict:
     torch.manual_seed(SEED)
     x = torch.randn(32, 16, 4, 16, 16)
 
-    def timed(layer, inp, reps: int = 30) -> float:  # type: ignore[no-untyped-def]
-        for _ in range(3):
-            layer(inp).sum().backward()
+    def timed(layer, inp, reps: int = 10) -> float:  # type: ignore[no-untyped-def]
+        layer(inp).sum().backward()
         t0 = time.perf_counter()
         for _ in range(reps):
             layer(inp).sum().backward()
@@ -180,30 +183,68 @@ def e2cnn_comparison() -> dict:
         def forward(self, t: torch.Tensor) -> torch.Tensor:
             return self.conv(enn.GeometricTensor(t, f_in)).tensor
 
-    out["e2cnn"] = {"seconds_fwd_bwd": timed(Wrap(), x.reshape(32, 64, 16, 16)),
+    # alternate the two in blocks and keep medians: the machine is shared, its load drifts
+    wrap, flat, t_core, t_e2 = Wrap(), x.reshape(32, 64, 16, 16), [], []
+    for _ in range(9):
+        t_core.append(timed(core, x))
+        t_e2.append(timed(wrap, flat))
+    out["core"]["seconds_fwd_bwd"] = float(np.median(t_core))
+    out["core_over_e2cnn_per_block"] = [a / b for a, b in zip(t_core, t_e2, strict=True)]
+    out["e2cnn"] = {"seconds_fwd_bwd": float(np.median(t_e2)),
                     "parameters": sum(p.numel() for p in conv.parameters()),
                     "c4_error_own_action": err_e2_alt, "c4_error_core_action": err_e2}
     return out
 
 
+def closure() -> dict:
+    """Finer rotations: how far the trained digits generators' ranges are from closed under
+    them (best latent fit of R G(z)); trains the two digits models of `digits` again (same seed,
+    same settings) and keeps them in results/symmetry_digits/."""
+    from gensci.symmetry.model import save_generator, train_generator
+    from gensci.symmetry.study import ANGLES, range_closure_error
+
+    scale = digits_scale()
+    images, _ = rotated_digits(16, SEED)
+    sp = split(len(images), seed=SEED)
+    out: dict = {}
+    for name, cfg in model_configs(16, scale).items():
+        model, rec = train_generator(images.images[sp.train], images.images[sp.val], cfg,
+                                     train_config(scale, SEED))
+        save_generator(model, RESULTS / "symmetry_digits" / f"{name}.safetensors",
+                       {"data": "digits", "seed": SEED, **rec}, overwrite=True)
+        out[name] = {"heldout_elbo_nats": heldout_elbo(model, images.images[sp.test])}
+        for angle_name, angle in [("0 deg (own range)", 0.0), *ANGLES.items()]:
+            out[name][angle_name] = range_closure_error(model, angle, 16, scale, SEED)
+        print(name, out[name], flush=True)
+    return out
+
+
 def summary() -> dict:
     out: dict = {"device": "cpu (2 shared cores, OMP_NUM_THREADS=1); no GPU in this session"}
-    for part in ("digits", "galaxies", "galaxies-raw", "efficiency", "dimension", "e2cnn"):
+    for part in ("digits", "galaxies", "galaxies-raw", "galaxies-isolated", "efficiency",
+                 "dimension", "e2cnn",
+                 "closure"):
         p = RESULTS / f"symmetry_{part}.json"
         if p.exists():
             out[part] = json.loads(p.read_text())
     targets = {}
-    for part in ("digits", "galaxies", "galaxies-raw"):
+    for part in ("digits", "galaxies", "galaxies-raw", "galaxies-isolated"):
         if part not in out:
             continue
         r = out[part]
+        # m* recomputed from the stored rows (a float32 0.9 once read as below 0.9)
+        r["compressed_sensing"]["m_star"] = m_star_summary(r["compressed_sensing"]["rows"])
+        r["compressed_sensing"]["lasso_wins"] = baseline_wins(r["compressed_sensing"]["rows"])
+        write_report(r, RESULTS / f"symmetry_{part}")
         targets[f"{part}: C4 equivariance error <= 1e-5"] = max(
             v for k, v in r["equivariance_error"]["C4"].items() if k.startswith("C4")) <= 1e-5
+        # None: at least one of the two priors never reaches 90 % success at that error level
         for s in ("held-out", "seen, new angle"):
-            c4 = r["compressed_sensing"]["m_star"][f"{s} / C4"]["m_star"]
-            plain = r["compressed_sensing"]["m_star"][f"{s} / plain"]["m_star"]
-            targets[f"{part} ({s}): m*(C4) <= 0.7 m*(plain)"] = (
-                None if c4 is None or plain is None else c4 <= 0.7 * plain)
+            for t in ("0.1", "0.2", "0.3"):
+                c4 = r["compressed_sensing"]["m_star"][f"{s} / C4"][f"m_star@{t}"]
+                plain = r["compressed_sensing"]["m_star"][f"{s} / plain"][f"m_star@{t}"]
+                targets[f"{part} ({s}, error < {t}): m*(C4) = {c4} <= 0.7 m*(plain) = {plain}"] = (
+                    None if c4 is None or plain is None else c4 <= 0.7 * plain)
     if "efficiency" in out:
         for metric, v in out["efficiency"]["verdict"].items():
             targets[f"digits: C4 matches plain's {metric} with <= 0.5 x images"] = (
@@ -217,7 +258,9 @@ if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "summary"
     fn = {"digits": lambda: study("digits"), "galaxies": lambda: study("galaxies"),
           "galaxies-raw": lambda: study("galaxies-raw"),
+          "galaxies-isolated": lambda: study("galaxies-isolated"),
           "efficiency": efficiency, "dimension": dimension, "e2cnn": e2cnn_comparison,
+          "closure": closure,
           "summary": summary}[what]
     result = fn()
     name = "symmetry" if what == "summary" else f"symmetry_{what}"

@@ -143,6 +143,16 @@ def step_dynamics(out: Path, s: TourSettings) -> str:
     return record_dynamics(out, fit)
 
 
+def step_symmetry(out: Path, s: TourSettings) -> str:
+    """Rotation-equivariant against plain generators: equivariance and compressed sensing."""
+    from gensci.report.records import record_symmetry
+    from gensci.symmetry.study import run_study
+
+    report = run_study("digits", out, "tour" if s.scale >= 1 else "tiny", seed=s.seed,
+                       device=s.device, progress=s.progress)
+    return record_symmetry(out, report)
+
+
 STEPS: dict[str, Callable[[Path, TourSettings], str]] = {
     "core": step_core,
     "ct": step_ct,
@@ -150,6 +160,7 @@ STEPS: dict[str, Callable[[Path, TourSettings], str]] = {
     "protein": step_protein,
     "cells": step_cells,
     "dynamics": step_dynamics,
+    "symmetry": step_symmetry,
 }
 
 

@@ -95,6 +95,10 @@ def test_bad_input_is_one_line_and_exit_2(trained: Path, capsys, monkeypatch) ->
     line = run_main(["symmetry", "train", "--data", mixed, "--out", t / "r2"], capsys,
                     monkeypatch)
     assert "mixes sizes" in line and "b.npy" in line
+    line = run_main(["symmetry", "train", "--data", t / "images", "--out", t / "run",
+                     "--channels", "4,8", "--latent-fields", "2", "--steps", "6"], capsys,
+                    monkeypatch)
+    assert "another model" in line and "channels" in line  # a resume with other settings
     line = run_main(["symmetry", "train", "--data", "digits", "--out", t / "r3",
                      "--latent-fields", "0"], capsys, monkeypatch)
     assert "--latent-fields" in line

@@ -75,3 +75,4 @@ def test_m_star_is_the_smallest_m_from_which_success_holds() -> None:
     assert m_star(ms, [0.0, 0.95, 0.5, 0.9, 1.0]) == 64  # a lucky 16 does not count
     assert m_star(ms, [0.0, 0.1, 0.2, 0.3, 0.8]) is None
     assert m_star(ms, [1.0] * 5) == 8
+    assert m_star(ms, [0.0, 0.0, 0.0, 0.0, float(torch.tensor(27 / 30))]) == 128  # 0.9 in float32

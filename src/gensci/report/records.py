@@ -143,3 +143,25 @@ def record_dynamics(out: Path, fit: dict[str, Any]) -> str:
     record(out, "dynamics", "Physics of interacting defects from snapshots", command_line(),
            summary, table, figures)
     return summary
+
+
+def record_symmetry(out: Path, report: dict[str, Any]) -> str:
+    """Report a symmetry study (equivariance, likelihood, compressed sensing); return its summary."""
+    from gensci.symmetry.study import markdown_summary
+
+    table = []
+    for line in markdown_summary(report).splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3:
+            table.append({"quantity": cells[0], "C4-equivariant": cells[1], "plain": cells[2]})
+    eq = report["equivariance_error"]["C4"]
+    first = next(iter(eq))
+    elbo = {k: v["heldout_elbo_nats"] for k, v in report["models"].items()}
+    summary = (f"{report['data']}: C4 equivariance error {eq[first]:.1e} at {first}; held-out "
+               f"ELBO {elbo.get('C4', float('nan')):.1f} (C4) vs {elbo.get('plain', float('nan')):.1f}"
+               " (plain) nats per image")
+    figures = [(p.name, "recovery success against the number of Gaussian measurements m, for "
+                        "the C4 prior, the plain prior and the Lasso")
+               for p in sorted(out.glob("*.png"))]
+    record(out, "symmetry", "Equivariant generators", command_line(), summary, table, figures)
+    return summary

@@ -21,7 +21,8 @@ app = typer.Typer(
 @app.command("train")
 def train_cmd(
     data: Annotated[
-        str, typer.Option("--data", help="digits | galaxies | a folder of .npy/.png images")
+        str, typer.Option("--data", help="digits | galaxies | galaxies-raw | galaxies-isolated | "
+                          "a folder of .npy/.png images")
     ],
     out: Annotated[Path, typer.Option("--out", help="output folder (model.safetensors)")],
     group: Annotated[str, typer.Option("--group", help="C4 (equivariant) | plain")] = "C4",
@@ -77,6 +78,7 @@ def train_cmd(
         )
     train_idx = sp.train if n_train is None else sp.train[:n_train]
     prepare_out_dir(out, overwrite, resumable=lambda d: (d / "last.pt").exists())
+    _refuse_another_model(out, asdict(config))
     tc = replace(train_config(scale, seed, device, progress=is_main_process(), out_dir=str(out)),
                  checkpoint_every=checkpoint_every, accumulate=accumulate)
     model, record = train_generator(images.images[train_idx], images.images[sp.val], config, tc)
@@ -98,6 +100,28 @@ def train_cmd(
     typer.echo(f"{group} generator ({record['parameters']} parameters, d = {config.latent_dim}) "
                f"on {len(train_idx)} images: held-out ELBO {record['heldout_elbo_nats']:.1f} "
                f"nats/image -> {out / MODEL_FILE}")
+
+
+def _refuse_another_model(out: Path, config: dict) -> None:
+    """Keep the model config of a run in out/generator_config.json; raise ConfigError if a run
+    resumed from out asks for another model (before the Trainer meets mismatched weights)."""
+    from gensci.errors import ConfigError
+    from gensci.files import parse_json_object, read_text
+    from gensci.runtime import atomic_write_text, is_main_process
+
+    path = out / "generator_config.json"
+    if (out / "last.pt").exists() and path.exists():
+        saved = parse_json_object(read_text(path, "generator config"), str(path))
+        plain = json.loads(json.dumps(config))
+        changed = {k: (saved.get(k), v) for k, v in plain.items() if saved.get(k) != v}
+        if changed:
+            diff = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())
+            raise ConfigError(
+                f"{out} holds a run of another model ({diff}); resume with the same settings, "
+                "or start over with --overwrite or another --out"
+            )
+    elif is_main_process():
+        atomic_write_text(path, json.dumps(config), overwrite=True)
 
 
 def _read_measurements(path: Path, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -215,7 +239,9 @@ def recover_cmd(
 @app.command("study")
 def study_cmd(
     out: Annotated[Path, typer.Option("--out", help="report folder")],
-    data: Annotated[str, typer.Option("--data", help="digits | galaxies | a folder")] = "digits",
+    data: Annotated[
+        str, typer.Option("--data", help="digits | galaxies[-raw|-isolated] | a folder")
+    ] = "digits",
     scale: Annotated[str, typer.Option("--scale", help="tiny | small")] = "small",
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
@@ -232,5 +258,8 @@ def study_cmd(
     dev = str(resolve_device(device))
     prepare_out_dir(out, overwrite)
     report = run_study(data, out, scale, seed=seed, device=dev, progress=True)
+    from gensci.report.records import record_symmetry
+
+    record_symmetry(out, report)  # the report section: `gensci report` renders this folder
     typer.echo(markdown_summary(report))
     typer.echo(f"report in {out}")

@@ -78,7 +78,8 @@ def rotated_digits(size: int = 16, seed: int = 0) -> tuple[ImageSet, torch.Tenso
 
 
 def galaxy_stamps(
-    size: int = 32, threshold: float = 5.0, min_area: int = 30, clean: bool = True
+    size: int = 32, threshold: float = 5.0, min_area: int = 30, clean: bool = True,
+    isolate: bool = False,
 ) -> ImageSet:
     """Return size x size stamps centred on the sources of the Hubble Deep Field image.
 
@@ -88,6 +89,8 @@ def galaxy_stamps(
     `clean`: the stamps are cut from the image smoothed by a 1-pixel Gaussian with every pixel
     below 2 sky sigmas (of the smoothed image) set to 0, so they hold the sources without the sky
     noise (raw stamps carry a median 0.19 of their norm in sky noise, which no prior recovers).
+    `isolate`: only the central source's pixels (its detection footprint grown by 3 pixels) are
+    kept; its neighbours are set to 0.
     """
     from scipy import ndimage as ndi
     from skimage.color import rgb2gray
@@ -106,13 +109,16 @@ def galaxy_stamps(
     centres = ndi.center_of_mass(grey - bg, labels, index)
     half = size // 2
     stamps = []
-    for area, (cy, cx) in zip(areas, centres, strict=True):
+    for label, area, (cy, cx) in zip(index, areas, centres, strict=True):
         iy, ix = int(round(cy)), int(round(cx))
         if area < min_area or iy < half or ix < half:
             continue
         if iy + half > grey.shape[0] or ix + half > grey.shape[1]:
             continue
         s = grey[iy - half : iy + half, ix - half : ix + half] - bg
+        if isolate:
+            own = labels[iy - half : iy + half, ix - half : ix + half] == label
+            s = np.where(ndi.binary_dilation(own, iterations=3), s, 0.0)
         peak = s[half - 4 : half + 4, half - 4 : half + 4].max()
         if peak <= 0:
             continue
@@ -120,7 +126,8 @@ def galaxy_stamps(
     if not stamps:
         raise DataError("no galaxy stamps found in the Hubble Deep Field image")
     x = torch.from_numpy(np.stack(stamps).astype(np.float32))[:, None]
-    return ImageSet(x, None, "galaxies" if clean else "galaxies-raw")
+    name = "galaxies-isolated" if isolate else ("galaxies" if clean else "galaxies-raw")
+    return ImageSet(x, None, name)
 
 
 def read_image_folder(folder: str | Path) -> ImageSet:
@@ -166,11 +173,12 @@ def read_image_folder(folder: str | Path) -> ImageSet:
 
 def load_images(data: str, seed: int = 0) -> ImageSet:
     """Return the image set named by `data`: "digits" (turned at random), "galaxies",
-    "galaxies-raw" (with the sky noise), or a folder."""
+    "galaxies-raw" (with the sky noise), "galaxies-isolated" (central source only), or a folder."""
     if data == "digits":
         return rotated_digits(16, seed)[0]
-    if data in ("galaxies", "galaxies-raw"):
-        return galaxy_stamps(32, clean=data == "galaxies")
+    if data in ("galaxies", "galaxies-raw", "galaxies-isolated"):
+        return galaxy_stamps(32, clean=data != "galaxies-raw",
+                             isolate=data == "galaxies-isolated")
     return read_image_folder(data)
 
 

@@ -192,7 +192,7 @@ def m_star(ms: list[int], success: list[float], level: float = 0.9) -> int | Non
         raise DataError(f"{len(ms)} values of m but {len(success)} success rates")
     found = None
     for m, s in sorted(zip(ms, success, strict=True), reverse=True):
-        if s >= level:
+        if s >= level - 1e-6:  # 27 of 30 is 0.9 (stored as a float32, 0.89999998)
             found = m
         else:
             break
