@@ -250,13 +250,14 @@ def build_site(folders: list[Path], site: Path) -> Path:
                      "page": name})
     index_rows = "".join(
         f"<tr><td><a href='{html.escape(r['page'])}/index.html'>{html.escape(r['study'])}</a>"
-        f"</td><td>{html.escape(r['title'])}</td><td style='text-align:left'>"
+        f"</td><td style='text-align:left'>{html.escape(r['title'])}</td><td style='text-align:left'>"
         f"{html.escape(str(r['summary']))}</td></tr>"
         for r in rows
     )
     body = (
         "<p>One page per study; every figure names the command that made it.</p>"
-        "<table><thead><tr><th>study</th><th>what</th><th>result</th></tr></thead>"
+        "<table><thead><tr><th>study</th><th style='text-align:left'>what</th>"
+        "<th style='text-align:left'>result</th></tr></thead>"
         f"<tbody>{index_rows}</tbody></table>"
     )
     return atomic_write_text(site / "index.html", page_html("gensci report", body), True)
