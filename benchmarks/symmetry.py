@@ -220,7 +220,7 @@ def closure() -> dict:
 
 
 def summary() -> dict:
-    out: dict = {"device": "cpu (2 shared cores, OMP_NUM_THREADS=1); no GPU in this session"}
+    out: dict = {"device": "cpu (2 shared cores, OMP_NUM_THREADS=1); no GPU on the measuring machine"}
     for part in ("digits", "galaxies", "galaxies-raw", "galaxies-isolated", "efficiency",
                  "dimension", "e2cnn",
                  "closure"):
