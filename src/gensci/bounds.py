@@ -92,6 +92,7 @@ BOUNDS: dict[str, Bound] = {
     **dict.fromkeys(("n_top_genes", "n_per_condition"), Bound(lo=50)),
     # per command
     "poisson generate n": Bound(lo=5),  # interior nodes must remain after the boundary
+    "tol": Bound(lo=0, hi=1, lo_open=True, hi_open=True),  # a relative error tolerance
     # dynamics
     **dict.fromkeys(("box", "period", "r0", "gamma", "kt", "dt", "spread", "frame_dt"), POSITIVE),
     **dict.fromkeys(("amplitude", "strength", "init_amplitude", "init_strength", "burn_in"),

@@ -121,3 +121,29 @@ def test_resume_with_other_settings_is_refused(run):
         r = invoke(*changed)
         assert r.exception is not None and "other settings" in str(r.exception), (option, r.output)
     assert (model / "model.safetensors").read_bytes() == before  # the old model is untouched
+
+
+def test_solve_flags_untrusted_answers_and_tol_refines_them(run):
+    root, data, model, _ = run
+    from gensci.poisson.data import make_dataset
+
+    ds = make_dataset(3, 16, ("points", "dipoles", "offset"), seed=7,
+                      nonzero_boundary_fraction=0.0)  # never trained on
+    np.save(root / "ood.npy", ds.rho)
+    r = invoke("solve", "--rho", root / "ood.npy", "--out", root / "f.npz", "--method",
+               "regression", "--model", model, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    with np.load(root / "f.npz") as z:
+        err = np.sqrt(((z["phi"] - ds.phi) ** 2).sum((1, 2)) / (ds.phi**2).sum((1, 2)))
+        # the estimate needs no truth, yet follows the true error of each answer
+        assert np.allclose(z["estimated_error"], err, rtol=0.25)
+        assert np.array_equal(z["flagged"], z["estimated_error"] > 0.05)
+    assert "not to be trusted" in r.output
+    r = invoke("solve", "--rho", root / "ood.npy", "--out", root / "t.npz", "--method",
+               "regression", "--model", model, "--tol", 1e-3, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    with np.load(root / "t.npz") as z:
+        err = np.sqrt(((z["phi"] - ds.phi) ** 2).sum((1, 2)) / (ds.phi**2).sum((1, 2)))
+        assert err.max() <= 1e-3 and z["estimated_error_after"].max() <= 1e-3
+    r = invoke("solve", "--rho", root / "ood.npy", "--out", root / "x.npy", "--tol", 1e-3)
+    assert r.exit_code != 0 and "surrogate methods only" in str(r.exception)

@@ -46,7 +46,9 @@ def generate(
     n_examples: Annotated[int, typer.Option("--n-examples", help="number of pairs")] = 1000,
     n: Annotated[int, typer.Option("--n", help="grid nodes per side (N x N)")] = 64,
     families: Annotated[
-        str, typer.Option(help="comma-separated: grf, blobs, shapes, grf_short, points")
+        str, typer.Option(help="comma-separated: grf, blobs, shapes, grf_wide, points, offset, "
+                               "grf_short, dipoles; or 'mixture' (the shipped model's training "
+                               "mixture) or 'held-out' (families it never saw)")
     ] = "grf,blobs,shapes",
     nonzero_boundary_fraction: Annotated[
         float, typer.Option(help="share of examples with non-zero Dirichlet values")
@@ -56,11 +58,19 @@ def generate(
 ) -> None:
     """Write seeded (rho, phi, boundary) pairs solved exactly, with their generating parameters."""
     from gensci.files import check_suffix
-    from gensci.poisson.data import DATASET_SUFFIXES, make_dataset, write_dataset
+    from gensci.poisson.data import (
+        DATASET_SUFFIXES,
+        HELD_OUT,
+        MIXTURE,
+        make_dataset,
+        write_dataset,
+    )
 
     check_suffix(out, DATASET_SUFFIXES, "a Poisson dataset")
     check_writable(out, overwrite)
-    fams = [f.strip() for f in families.split(",") if f.strip()]
+    fams = []
+    for f in (f.strip() for f in families.split(",") if f.strip()):
+        fams += list({"mixture": MIXTURE, "held-out": HELD_OUT}.get(f, (f,)))
     what = f"poisson generate of {n_examples} examples on {n} x {n}"
     budget.check_need(
         budget.poisson_generate_need(n_examples, n, fams), what, "lower --n-examples or --n"
@@ -151,6 +161,49 @@ def train(
         typer.echo(f"trained {kind} surrogate: {out / MODEL_FILE}")
 
 
+DEFAULT_TRUST_TOL = 0.05
+
+
+def _trust_and_refine(rho: np.ndarray, boundary: np.ndarray | None, phi: np.ndarray,
+                      tol: float | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Flag answers whose truth-free error estimate exceeds the tolerance; refine them with --tol.
+
+    rho, phi: (B, N, N); returns the (refined) phi and the per-field estimates and flags.
+    """
+    from gensci.poisson.elliptic import (
+        EllipticSystem,
+        amg_hierarchy,
+        estimate_error,
+        refine_to_tolerance,
+    )
+
+    limit = DEFAULT_TRUST_TOL if tol is None else tol
+    system = EllipticSystem(phi.shape[-1])
+    ml = amg_hierarchy(system)
+    phi = phi.copy()
+    est = np.empty(len(phi))
+    after = np.empty(len(phi))
+    iterations = 0
+    for i in range(len(phi)):
+        g = None if boundary is None else boundary[i]
+        b = system.rhs(rho[i], g)
+        u = system.gather(phi[i])
+        est[i] = after[i] = estimate_error(system, ml, b, u, g)
+        if tol is not None and est[i] > tol:
+            r = refine_to_tolerance(system, ml, b, u, tol, g)
+            phi[i], after[i] = system.scatter(r.u, g), r.estimate_after
+            iterations += r.iterations
+    flagged = est > limit
+    typer.echo(f"estimated relative error (no truth needed): median {np.median(est):.3g}, max "
+               f"{est.max():.3g}; {int(flagged.sum())} of {len(est)} answers above {limit:g}"
+               + ("" if tol is not None or not flagged.any() else
+                  " (not to be trusted: rerun with --tol to refine them)"))
+    if tol is not None and flagged.any():
+        typer.echo(f"refined {int(flagged.sum())} answers by multigrid-preconditioned CG "
+                   f"({iterations} iterations in all): estimated error now max {after.max():.3g}")
+    return phi, {"estimated_error": est, "flagged": flagged, "estimated_error_after": after}
+
+
 @app.command()
 def solve(
     rho: Annotated[Path, typer.Option("--rho", help=".npy (N,N)/(B,N,N), or .npz/.h5 key 'rho'")],
@@ -177,6 +230,12 @@ def solve(
     sampler: Annotated[str, typer.Option(help="ddim | ode | em | pc (diffusion)")] = "ddim",
     eta: Annotated[float, typer.Option(help="DDIM noise: 0 deterministic, 1 stochastic")] = 0.0,
     samples: Annotated[int, typer.Option(help="samples per rho (diffusion); spread saved")] = 1,
+    tol: Annotated[
+        float | None,
+        typer.Option(help="refine every answer whose estimated relative L2 error exceeds TOL by "
+                          "multigrid-preconditioned CG until it meets TOL (without it, answers "
+                          f"are only flagged against {DEFAULT_TRUST_TOL:g})"),
+    ] = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     overwrite: OverwriteOption = False,
@@ -211,8 +270,10 @@ def solve(
     gb = None if g is None else np.broadcast_to(g, rb.shape)
     spread = None
     if method == "exact":
-        if guided or warm_start or project:
-            raise ConfigError("--guided, --project and --warm-start apply to surrogate methods only")
+        if guided or warm_start or project or tol is not None:
+            raise ConfigError(
+                "--guided, --project, --warm-start and --tol apply to surrogate methods only"
+            )
         phi = solve_poisson(rb, gb)
     else:
         if model is None:
@@ -251,6 +312,7 @@ def solve(
                 phi[i] = res.x
                 its.append(res.iterations)
             typer.echo(f"CG warm start: {np.mean(its):.1f} iterations to 1e-8 (mean)")
+        phi, trust = _trust_and_refine(rb, gb, phi, tol)
     if not np.isfinite(phi).all():
         bad = int((~np.isfinite(phi)).sum())
         raise DataError(f"the {method} solution holds {bad} NaN/inf values; {out} not written")
@@ -262,6 +324,8 @@ def solve(
     arrays = {"phi": result, "rel_residual": res, "boundary_violation": bv}
     if spread is not None:
         arrays["spread"] = spread[0] if single else spread
+    if method != "exact":
+        arrays.update(trust)
 
     def writer(p: Path) -> None:
         with open(p, "wb") as fh:

@@ -6,9 +6,15 @@ gensci.poisson.solver):
   unit pointwise standard deviation.
 - "blobs": sums of 1-6 Gaussian blobs of random sign, width and position.
 - "shapes": sums of 1-4 uniformly charged disks and axis-aligned rectangles.
-Out-of-distribution families used by the benchmark:
-- "grf_short": GRFs with a length scale outside the training range.
+- "grf_wide": GRFs over a wide range of length scales (0.05 - 0.3).
 - "points": a few very narrow Gaussian charges (near point sources).
+- "offset": a GRF plus a constant offset of 1 - 3 (a source with non-zero mean).
+Out-of-distribution families used by the benchmark:
+- "grf_short": GRFs with a length scale below every training range (0.03 - 0.04).
+- "dipoles": pairs of narrow opposite charges a short distance apart; held out of every training
+  mixture.
+
+`MIXTURE` is the training mixture of the shipped surrogate; `HELD_OUT` are never trained on.
 """
 
 from __future__ import annotations
@@ -35,9 +41,11 @@ from gensci.files import check_input_file, check_suffix, parse_json_object
 from gensci.poisson.solver import check_grid, solve_poisson
 from gensci.runtime import atomic_save
 
-FAMILIES = ("grf", "blobs", "shapes", "grf_short", "points")
+FAMILIES = ("grf", "blobs", "shapes", "grf_short", "points", "grf_wide", "offset", "dipoles")
 IN_DISTRIBUTION = ("grf", "blobs", "shapes")
 OUT_OF_DISTRIBUTION = ("grf_short", "points")
+MIXTURE = ("grf_wide", "blobs", "shapes", "points", "offset")
+HELD_OUT = ("grf_short", "dipoles")
 
 
 def node_grid(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +128,32 @@ def charged_shapes(
     return out
 
 
+def dipoles(
+    n_fields: int,
+    n: int,
+    seed: int,
+    n_dipoles: tuple[int, int] = (1, 3),
+    width: tuple[float, float] = (0.015, 0.03),
+    separation: tuple[float, float] = (0.04, 0.12),
+    amplitude: tuple[float, float] = (2.0, 6.0),
+) -> np.ndarray:
+    """Return (n_fields, N, N) sums of dipoles: two narrow Gaussians of opposite sign, close by."""
+    rng = np.random.default_rng(seed)
+    xx, yy = node_grid(n)
+    out = np.zeros((n_fields, n, n))
+    for b in range(n_fields):
+        for _ in range(rng.integers(n_dipoles[0], n_dipoles[1] + 1)):
+            cx, cy = rng.uniform(0.2, 0.8, size=2)
+            d = rng.uniform(*separation) / 2
+            theta = rng.uniform(0, 2 * np.pi)
+            w = rng.uniform(*width)
+            amp = rng.uniform(*amplitude)
+            for sign in (1.0, -1.0):
+                px, py = cx + sign * d * np.cos(theta), cy + sign * d * np.sin(theta)
+                out[b] += sign * amp * np.exp(-((xx - px) ** 2 + (yy - py) ** 2) / (2 * w**2))
+    return out
+
+
 def random_boundary(n_fields: int, n: int, seed: int, scale: float = 1.0) -> np.ndarray:
     """Return (n_fields, N, N) smooth Dirichlet values on the ring (inner entries 0).
 
@@ -148,6 +182,9 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "shapes": {},
     "grf_short": {"length_scale": (0.03, 0.04)},
     "points": {},
+    "grf_wide": {"length_scale": (0.05, 0.3)},
+    "offset": {"length_scale": (0.08, 0.2), "offset": (1.0, 3.0)},
+    "dipoles": {},
 }
 
 
@@ -156,10 +193,17 @@ def sample_rho(family: str, n_fields: int, n: int, seed: int, **params: Any) -> 
     if family not in FAMILIES:
         raise ConfigError(f"unknown rho family {family!r}; choose from {FAMILIES}")
     p = {**DEFAULT_PARAMS[family], **params}
-    if family in ("grf", "grf_short"):
+    if family in ("grf", "grf_short", "grf_wide", "offset"):
         lo, hi = p["length_scale"] if np.ndim(p["length_scale"]) else (p["length_scale"],) * 2
-        ls = np.random.default_rng(seed + 7919).uniform(lo, hi, size=n_fields)
-        return gaussian_random_field(n_fields, n, ls, seed)
+        rng = np.random.default_rng(seed + 7919)
+        ls = rng.uniform(lo, hi, size=n_fields)
+        fields = gaussian_random_field(n_fields, n, ls, seed)
+        if family == "offset":
+            c = rng.uniform(*p["offset"], size=n_fields) * rng.choice([-1.0, 1.0], size=n_fields)
+            fields += c[:, None, None]
+        return fields
+    if family == "dipoles":
+        return dipoles(n_fields, n, seed, **p)
     if family == "blobs":
         return gaussian_blobs(n_fields, n, seed, **p)
     if family == "shapes":
