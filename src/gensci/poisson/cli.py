@@ -170,29 +170,10 @@ def _trust_and_refine(rho: np.ndarray, boundary: np.ndarray | None, phi: np.ndar
 
     rho, phi: (B, N, N); returns the (refined) phi and the per-field estimates and flags.
     """
-    from gensci.poisson.elliptic import (
-        EllipticSystem,
-        amg_hierarchy,
-        estimate_error,
-        refine_to_tolerance,
-    )
+    from gensci.poisson.study import check_and_refine
 
     limit = DEFAULT_TRUST_TOL if tol is None else tol
-    system = EllipticSystem(phi.shape[-1])
-    ml = amg_hierarchy(system)
-    phi = phi.copy()
-    est = np.empty(len(phi))
-    after = np.empty(len(phi))
-    iterations = 0
-    for i in range(len(phi)):
-        g = None if boundary is None else boundary[i]
-        b = system.rhs(rho[i], g)
-        u = system.gather(phi[i])
-        est[i] = after[i] = estimate_error(system, ml, b, u, g)
-        if tol is not None and est[i] > tol:
-            r = refine_to_tolerance(system, ml, b, u, tol, g)
-            phi[i], after[i] = system.scatter(r.u, g), r.estimate_after
-            iterations += r.iterations
+    phi, est, after, iterations = check_and_refine(rho, boundary, phi, tol)
     flagged = est > limit
     typer.echo(f"estimated relative error (no truth needed): median {np.median(est):.3g}, max "
                f"{est.max():.3g}; {int(flagged.sum())} of {len(est)} answers above {limit:g}"
@@ -210,7 +191,8 @@ def solve(
     out: Annotated[Path, typer.Option("--out", help="output .npy or .npz file with phi")],
     method: Annotated[str, typer.Option(help="exact | diffusion | regression")] = "exact",
     model: Annotated[
-        Path | None, typer.Option(help="trained surrogate (model.safetensors or run folder)")
+        Path | None, typer.Option(help="trained surrogate (model.safetensors or run folder); "
+                                       "regression defaults to the shipped 64 x 64 surrogate")
     ] = None,
     boundary: Annotated[
         Path | None,
@@ -276,6 +258,11 @@ def solve(
             )
         phi = solve_poisson(rb, gb)
     else:
+        if model is None and method == "regression":
+            from gensci.poisson.study import shipped_surrogate
+
+            model = shipped_surrogate()
+            typer.echo(f"using the shipped surrogate {model.name} (64 x 64; see docs/poisson.md)")
         if model is None:
             raise ConfigError(f"--method {method} needs --model (a trained surrogate)")
         m = load_surrogate(model, device=str(resolve_device(device)))

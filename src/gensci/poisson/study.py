@@ -10,6 +10,8 @@ surrogate phi, error and residual maps.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -37,6 +39,19 @@ from gensci.runtime import atomic_write_text, barrier, is_main_process
 from gensci.train import TrainConfig, Trainer, read_training_state
 
 MODEL_FILE = "model.safetensors"
+SHIPPED_DIR = Path(__file__).parent / "models"
+SHIPPED_SURROGATE = "regression-64.safetensors"
+
+
+def shipped_surrogate() -> Path:
+    """Return the regression surrogate shipped with gensci (64 x 64, trained on the mixture).
+
+    Its provenance (data, command, steps, seed, measured errors) is in models/PROVENANCE.md.
+    """
+    path = SHIPPED_DIR / SHIPPED_SURROGATE
+    if not path.is_file():
+        raise CheckpointError(f"the shipped surrogate {path} is missing from this installation")
+    return path
 
 
 def train_surrogate(
@@ -85,6 +100,8 @@ def train_surrogate(
     start = time.perf_counter()
     history = Trainer(model, data, tc, val_data=val).fit()
     meta = {
+        "command": shlex.join(["gensci", *sys.argv[1:]]) if sys.argv[0].endswith("gensci")
+        else shlex.join(sys.argv),
         "train_params": dataset.params,
         "train_config": asdict(tc),
         "seconds_this_run": time.perf_counter() - start,
@@ -110,6 +127,38 @@ def load_surrogate(path: str | Path, device: str | None = None) -> PoissonSurrog
     if not isinstance(model, PoissonSurrogate):
         raise CheckpointError(f"{p} holds a {type(model).__name__}, not a Poisson surrogate")
     return model
+
+
+def check_and_refine(rho: np.ndarray, boundary: np.ndarray | None, phi: np.ndarray,
+                     tol: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Estimate each answer's relative L2 error without the truth; refine those above tol.
+
+    rho, phi: (B, N, N); boundary: (B, N, N) or None. Returns (phi refined where its estimate
+    exceeded tol, the estimates before, the estimates after, preconditioned CG iterations spent).
+    With tol None nothing is refined. See gensci.poisson.elliptic for the estimate.
+    """
+    from gensci.poisson.elliptic import (
+        EllipticSystem,
+        amg_hierarchy,
+        estimate_error,
+        refine_to_tolerance,
+    )
+
+    system = EllipticSystem(phi.shape[-1])
+    ml = amg_hierarchy(system)
+    phi = np.array(phi, dtype=np.float64)
+    est, after = np.empty(len(phi)), np.empty(len(phi))
+    iterations = 0
+    for i in range(len(phi)):
+        g = None if boundary is None else boundary[i]
+        b = system.rhs(rho[i], g)
+        u = system.gather(phi[i])
+        est[i] = after[i] = estimate_error(system, ml, b, u, g)
+        if tol is not None and est[i] > tol:
+            r = refine_to_tolerance(system, ml, b, u, tol, g)
+            phi[i], after[i] = system.scatter(r.u, g), r.estimate_after
+            iterations += r.iterations
+    return phi, est, after, iterations
 
 
 def _refuse_changed_settings(out: Path, config: SurrogateConfig, asked: dict[str, Any]) -> None:
