@@ -17,6 +17,16 @@ VAE + core Trainer, sequence weights, one CPU thread) and measure
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/protein.py  (writes
 benchmarks/results/protein.json; about 10 minutes on one core).
+
+`--mode ww`: the WW domain (Pfam PF00397, 4,024 rows, read from the logomaker wheel as A2M),
+per split seed: an identity-clustered split (held-out rows below 80% identity to every training
+row; bands below 70% and 60% reported) and a random split beside it; the VAE (an ensemble over
+`--ensemble` seeds as well) against the pseudo-likelihood Potts model on held-out
+log-likelihood per position (VAE: ELBO and 200-sample importance estimate; Potts: energy minus
+log Z by annealed importance sampling) and on column-shuffled AUC; the feasibility rules
+calibrated on the training naturals against the fixed defaults; the HMM built from the training
+rows and the Potts family check on naturals, decoys and designs; 1,000 passing designs. Writes
+benchmarks/results/protein_ww.json.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import torch
 
 from gensci.protein.baseline import SiteIndependent
 from gensci.protein.design import Designs, decode_points, finish, prior_points
-from gensci.protein.feasibility import FeasibilityRules, check, pass_rates
+from gensci.protein.feasibility import FeasibilityRules, check, pass_rates, rules_to_dict
 from gensci.protein.io import AMINO_ACIDS, bundled, decode, load_family, residue_start
 from gensci.protein.metrics import auc, column_shuffled, covariation_fidelity, position_shuffled
 from gensci.protein.model import FamilyConfig, train_family
@@ -293,6 +303,251 @@ def run_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _scorers_auc(
+    scores: dict[str, tuple[np.ndarray, np.ndarray]], keep: np.ndarray | None = None
+) -> dict[str, float]:
+    """Return AUC of held-out naturals (rows `keep` only, when given) vs decoys per scorer."""
+    out = {}
+    for name, (nat, dec) in scores.items():
+        pos = nat if keep is None else nat[keep]
+        out[name] = auc(pos, dec) if pos.size else float("nan")
+    return out
+
+
+def ww_split(
+    msa: Any, train_idx: np.ndarray, test_idx: np.ndarray, args: argparse.Namespace, seed: int,
+    hmm_check: bool,
+) -> dict[str, Any]:
+    """Return the VAE-vs-Potts figures of one train/held-out split of WW."""
+    from gensci.protein.baseline import PottsConfig, fit_potts, potts_log_partition
+    from gensci.protein.hmm import build_hmm, hmm_bit_scores
+    from gensci.protein.scoring import elbo_batched, importance_log_likelihood
+
+    codes = msa.encode()
+    length = codes.shape[1]
+    train, tr_codes, te_codes = msa.subset(train_idx), codes[train_idx], codes[test_idx]
+    tr_w = sequence_weights(tr_codes)
+    near = nearest_identity(te_codes, tr_codes)[0]
+    decoys = np.concatenate([
+        column_shuffled(te_codes, len(te_codes), np.random.default_rng(1000 * seed + s))
+        for s in range(5)
+    ])
+    out: dict[str, Any] = {
+        "n_train": len(train_idx), "n_heldout": len(test_idx), "n_decoys": len(decoys),
+        "neff_train": float(tr_w.sum()),
+        "heldout_nearest_identity": {"max": float(near.max()), "median": float(np.median(near)),
+                                     "n_below_0.7": int((near < 0.7).sum()),
+                                     "n_below_0.6": int((near < 0.6).sum())},
+    }
+    scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    loglik: dict[str, float] = {}
+
+    site = SiteIndependent.fit(tr_codes, tr_w)
+    scores["site_independent"] = (site.log_prob(te_codes), site.log_prob(decoys))
+    loglik["site_independent"] = float(site.log_prob(te_codes).mean() / length)
+    scores["nearest_identity"] = (near, nearest_identity(decoys, tr_codes)[0])
+
+    t0 = time.perf_counter()
+    potts, _ = fit_potts(tr_codes, tr_w, PottsConfig(reg=args.potts_reg, steps=args.potts_steps,
+                                                     seed=seed))
+    potts_secs = time.perf_counter() - t0
+    log_z, log_z_se = potts_log_partition(potts, site, 256, args.ais_temperatures, seed)
+    with torch.no_grad():
+        pll = [potts.pseudo_log_likelihood(torch.as_tensor(x)).numpy() for x in (te_codes, decoys)]
+        energy = [potts.energy(torch.as_tensor(x)).numpy() for x in (te_codes, decoys)]
+    scores["potts_pseudo_likelihood"] = (pll[0], pll[1])
+    scores["potts_energy"] = (energy[0], energy[1])
+    loglik["potts"] = float((energy[0].mean() - log_z) / length)
+    loglik["potts_pseudo_likelihood (not a likelihood)"] = float(pll[0].mean() / length)
+    out["potts"] = {"fit_seconds": potts_secs, "log_z": log_z, "log_z_se": log_z_se,
+                    "reg": args.potts_reg, "steps": args.potts_steps}
+
+    base = json.loads(args.config)
+    vae_te_iw, vae_dec_iw, secs = [], [], []
+    for k in range(args.ensemble):
+        config = FamilyConfig(**{**base, "seed": 100 * seed + k})
+        t0 = time.perf_counter()
+        model, meta, history = train_family(train, config, progress=False, weights=tr_w)
+        secs.append(time.perf_counter() - t0)
+        e_te, e_dec = elbo_batched(model, te_codes, 20), elbo_batched(model, decoys, 20)
+        i_te = importance_log_likelihood(model, te_codes, args.iw_samples)
+        i_dec = importance_log_likelihood(model, decoys, args.iw_samples)
+        vae_te_iw.append(i_te)
+        vae_dec_iw.append(i_dec)
+        if k == 0:
+            scores["vae_elbo"] = (e_te, e_dec)
+            scores["vae_importance"] = (i_te, i_dec)
+            loglik["vae_elbo"] = float(e_te.mean() / length)
+            loglik["vae_importance"] = float(i_te.mean() / length)
+            out["vae"] = {"config": asdict(config), "steps_run": history[-1].get("step"),
+                          "train_seconds": secs[0]}
+            first = (model, meta)
+    if args.ensemble > 1:
+        # mixture of the members: log mean_k p_k(x)
+        def mix(v: list[np.ndarray]) -> np.ndarray:
+            return np.logaddexp.reduce(np.stack(v), axis=0) - np.log(len(v))
+
+        scores["vae_ensemble"] = (mix(vae_te_iw), mix(vae_dec_iw))
+        loglik["vae_ensemble"] = float(mix(vae_te_iw).mean() / length)
+        out["vae"]["ensemble"] = args.ensemble
+        out["vae"]["ensemble_train_seconds"] = float(sum(secs))
+    if hmm_check:
+        hmm = build_hmm(train, "ww")
+        bits = [hmm_bit_scores(decode(x, strip_gaps=True), hmm) for x in (te_codes, decoys)]
+        scores["hmm_bit_score"] = (bits[0], bits[1])
+    out["heldout_loglik_per_position"] = loglik
+    out["auc_column_shuffled"] = _scorers_auc(scores)
+    out["auc_column_shuffled_below_0.7"] = _scorers_auc(scores, near < 0.7)
+    out["auc_column_shuffled_below_0.6"] = _scorers_auc(scores, near < 0.6)
+    out["_model"] = first
+    out["_tr_w"] = tr_w
+    return out
+
+
+def run_ww(args: argparse.Namespace) -> dict[str, Any]:
+    """Return every WW figure (writes nothing)."""
+    from gensci.protein.family import fit_family_check
+    from gensci.protein.feasibility import calibrate_rules
+    from gensci.protein.hmm import build_hmm, hmm_bit_scores, hmm_evalues, write_hmm
+    from gensci.protein.io import describe_read, packaged
+    from gensci.protein.split import clustered_split, random_split
+
+    path = packaged("ww")
+    result: dict[str, Any] = {"reading": {}}
+    for fmt in ("a2m", "fasta"):
+        m = load_family(path, format=fmt, on_unknown="drop")
+        result["reading"][fmt] = {"rows": m.n_sequences, "columns": m.length,
+                                  "line": describe_read(m)}
+    msa = load_family(path, format="a2m", on_unknown="drop")
+    codes = msa.encode()
+    seqs = decode(codes, strip_gaps=True)
+    result["neff"] = float(sequence_weights(codes).sum())
+    result["splits"] = {}
+    for seed in [int(s) for s in args.split_seeds.split(",")]:
+        per: dict[str, Any] = {}
+        tr, te = clustered_split(codes, 0.1, 0.8, seed)
+        per["clustered_0.8"] = ww_split(msa, tr, te, args, seed, hmm_check=True)
+        if str(seed) in args.random_split_seeds.split(","):
+            rtr, rte = random_split(len(codes), 0.1, seed)
+            per["random"] = ww_split(msa, rtr, rte, args, seed, hmm_check=False)
+            per["random"].pop("_model")
+            per["random"].pop("_tr_w")
+        clu = per["clustered_0.8"]
+        (model, meta), tr_w = clu.pop("_model"), clu.pop("_tr_w")
+        print(f"[ww seed {seed}] " + json.dumps({k: clu[k] for k in (
+            "heldout_loglik_per_position", "auc_column_shuffled")}, default=float), flush=True)
+
+        # feasibility: fixed defaults vs calibrated on the training naturals
+        tr_seqs, te_seqs = [seqs[i] for i in tr], [seqs[i] for i in te]
+        lengths = [len(s) for s in tr_seqs]
+        calibrated = calibrate_rules(tr_seqs)
+        clu["rules_calibrated"] = rules_to_dict(calibrated)
+        clu["naturals_pass"] = {
+            name: {"train": pass_rates(check(tr_seqs, r, reference_lengths=lengths))["all"],
+                   "heldout": pass_rates(check(te_seqs, r, reference_lengths=lengths))}
+            for name, r in (("fixed_defaults", FeasibilityRules()), ("calibrated", calibrated))
+        }
+
+        # family checks: HMM (built on training rows) and Potts percentile (calibrated on
+        # clusters held out of the Potts fit), on held-out naturals, decoys and designs
+        from gensci.protein.baseline import PottsConfig
+
+        te_codes = codes[te]
+        decoys = column_shuffled(te_codes, 5 * len(te), np.random.default_rng(seed))
+        t0 = time.perf_counter()
+        fam = fit_family_check(codes[tr], tr_w, quantile=args.check_quantile,
+                               config=PottsConfig(reg=args.potts_reg, steps=args.potts_steps,
+                                                  seed=seed), seed=seed)
+        fam_secs = time.perf_counter() - t0
+        hmm_path = Path(args.workdir) / f"ww_train_seed{seed}.hmm"
+        write_hmm(build_hmm(msa.subset(tr), "ww"), hmm_path, overwrite=True)
+
+        def ww_sample(n: int, r: int, model: Any = model, seed: int = seed) -> np.ndarray:
+            g = torch.Generator().manual_seed(1000 * seed + r)
+            return decode_points(model, prior_points(model, n, g), args.temperature, g)
+
+        rows, designs, timing = collect(ww_sample, meta, calibrated, hmm_path, args.n_designs,
+                                        args.batch, args.max_rounds, "vae")
+        figs = figures_for(rows, designs, args.n_designs, codes[tr], tr_w)
+        figs["timing"] = timing
+        passed = [i for i, r in enumerate(rows) if r["passed"]][: args.n_designs]
+        d_codes = designs.codes[passed]
+        bits_nat = hmm_bit_scores(te_seqs, hmm_path)
+        bits_dec = hmm_bit_scores(decode(decoys, strip_gaps=True), hmm_path)
+        clu["family_check"] = {
+            "potts_quantile": args.check_quantile,
+            "threshold_pll_per_position": fam.threshold,
+            "fit_seconds": fam_secs,
+            "heldout_naturals_pass": float(fam.passes(te_codes).mean()),
+            "column_shuffled_decoys_fail": float(1 - fam.passes(decoys).mean()),
+            "designs_pass": float(fam.passes(d_codes).mean()) if len(passed) else None,
+            "hmm_recognised_e1e-3": {
+                "heldout_naturals": float(np.mean(hmm_evalues(te_seqs, hmm_path) <= 1e-3)),
+                "column_shuffled_decoys": float(np.mean(
+                    hmm_evalues(decode(decoys, strip_gaps=True), hmm_path) <= 1e-3)),
+            },
+            "hmm_bit_score_auc_naturals_vs_decoys": auc(bits_nat, bits_dec),
+            "hmm_bits_below_naturals_5pct": {
+                "decoys_fail": float(np.mean(bits_dec < np.quantile(bits_nat, 0.05))),
+            },
+        }
+        clu["designs"] = figs
+        print(f"[ww seed {seed}] family check {json.dumps(clu['family_check'])}; designs "
+              f"{json.dumps(figs['first_passing'], default=float)}", flush=True)
+        result["splits"][str(seed)] = per
+        yield_path = Path(args.out)
+        yield_path.parent.mkdir(parents=True, exist_ok=True)
+        yield_path.write_text(json.dumps(result, indent=2, default=float))
+
+    # the small families: calibrated rules on a random 20% held out
+    small = {}
+    for name in ("fn3", "Pkinase"):
+        m = load_family(bundled(f"{name}.sto"))
+        s_seqs = decode(m.encode(), strip_gaps=True)
+        s_tr, s_te = random_split(len(s_seqs), 0.2, 0)
+        trs, tes = [s_seqs[i] for i in s_tr], [s_seqs[i] for i in s_te]
+        rules = calibrate_rules(trs)
+        lens = [len(x) for x in trs]
+        small[name] = {r: pass_rates(check(x, rules, reference_lengths=lens))["all"]
+                       for r, x in (("train", trs), ("heldout", tes))}
+    result["small_families_calibrated_rules_pass"] = small
+    return result
+
+
+def run_rules(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the share of training and held-out naturals passing the fixed default rules, the
+    calibrated rules (the default: joined with the fixed bands) and the calibrated bands alone,
+    on WW's clustered splits and on random 20% splits of the bundled seeds."""
+    from gensci.protein.feasibility import calibrate_rules
+    from gensci.protein.io import packaged
+    from gensci.protein.split import clustered_split, random_split
+
+    out: dict[str, Any] = {}
+    families = {"ww": load_family(packaged("ww"), format="a2m", on_unknown="drop")}
+    for name in ("fn3", "Pkinase"):
+        families[name] = load_family(bundled(f"{name}.sto"))
+    for name, msa in families.items():
+        codes = msa.encode()
+        seqs = decode(codes, strip_gaps=True)
+        out[name] = {}
+        for seed in [int(x) for x in args.split_seeds.split(",")]:
+            if name == "ww":
+                tr, te = clustered_split(codes, 0.1, 0.8, seed)
+            else:
+                tr, te = random_split(len(seqs), 0.2, seed)
+            trs, tes = [seqs[i] for i in tr], [seqs[i] for i in te]
+            lens = [len(x) for x in trs]
+            rules = {"fixed_defaults": FeasibilityRules(), "calibrated": calibrate_rules(trs),
+                     "calibrated_bands_alone": calibrate_rules(trs, widen_only=False)}
+            out[name][str(seed)] = {
+                label: {part: pass_rates(check(x, r, reference_lengths=lens))["all"]
+                        for part, x in (("train", trs), ("heldout", tes))}
+                for label, r in rules.items()
+            }
+        print(f"[rules] {name}: {json.dumps(out[name])}", flush=True)
+    return out
+
+
 def reweighting_speed() -> dict[str, float]:
     """Return seconds to reweight 10,000 x 200 synthetic aligned rows (no cache)."""
     rng = np.random.default_rng(0)
@@ -308,6 +563,19 @@ def reweighting_speed() -> dict[str, float]:
 def main() -> None:
     """Run the benchmark and write benchmarks/results/protein.json."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mode", choices=("seeds", "ww", "rules"), default="seeds",
+                   help="seeds: the bundled Pfam seeds; ww: the WW domain (logomaker wheel); "
+                   "rules: naturals passing fixed and calibrated rules")
+    p.add_argument("--split-seeds", default="0,1,2", help="ww: split seeds")
+    p.add_argument("--random-split-seeds", default="0,1,2",
+                   help="ww: split seeds that also get the random split ('' for none)")
+    p.add_argument("--ensemble", type=int, default=1, help="ww: VAE seeds in the ensemble")
+    p.add_argument("--iw-samples", type=int, default=200)
+    p.add_argument("--potts-reg", type=float, default=1e-3)
+    p.add_argument("--potts-steps", type=int, default=1000)
+    p.add_argument("--ais-temperatures", type=int, default=500)
+    p.add_argument("--check-quantile", type=float, default=0.05)
+    p.add_argument("--workdir", default="/tmp", help="ww: where the training HMMs go")
     p.add_argument("--families", default="fn3,Pkinase")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--n-designs", type=int, default=1000)
@@ -320,6 +588,24 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/protein.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.mode == "rules":
+        if args.out == "benchmarks/results/protein.json":
+            args.out = "benchmarks/results/protein_rules.json"
+        Path(args.out).write_text(json.dumps(run_rules(args), indent=2))
+        print(f"wrote {args.out}")
+        return
+    if args.mode == "ww":
+        if args.out == "benchmarks/results/protein.json":
+            args.out = "benchmarks/results/protein_ww.json"
+        t0 = time.perf_counter()
+        ww = run_ww(args)
+        ww["settings"] = vars(args)
+        ww["seconds"] = time.perf_counter() - t0
+        ww["machine"] = {"cpu": platform.processor() or platform.machine(),
+                         "threads": args.threads, "torch": torch.__version__}
+        Path(args.out).write_text(json.dumps(ww, indent=2, default=float))
+        print(f"wrote {args.out}")
+        return
     out: dict[str, Any] = {
         "targets": TARGETS,
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,

@@ -79,6 +79,7 @@ BOUNDS: dict[str, Bound] = {
     ),
     # real numbers
     **dict.fromkeys(("lr", "dps_zeta", "dds_lam", "scale", "evalue", "noise_std"), POSITIVE),
+    "discrepancy_threshold": POSITIVE,  # ct reconstruct: accepted ||Ax - y||^2 / (m sigma^2)
     **dict.fromkeys(
         ("noise", "tv_weight", "weight_decay", "kl_weight", "guided", "temperature", "ridge"),
         NONNEGATIVE,
@@ -87,6 +88,7 @@ BOUNDS: dict[str, Bound] = {
                     FRACTION),
     "dropout": FRACTION_BELOW_ONE,
     "identity": FRACTION_ABOVE_ZERO,
+    "rule_quantile": Bound(lo=0, hi=0.5, hi_open=True),  # protein: calibrated rule bands
     **dict.fromkeys(("latent_fields", "n_train", "restarts"), COUNT),  # symmetry
     # cells data kang: gene and cell counts of the prepared Kang 2018 data
     **dict.fromkeys(("n_top_genes", "n_per_condition"), Bound(lo=50)),
@@ -101,6 +103,14 @@ BOUNDS: dict[str, Bound] = {
     "dynamics simulate n": Bound(lo=2, hi=4096),
     "dynamics study n": Bound(lo=2, hi=4096),
     "dim": Bound(lo=1, hi=2),
+    # calorimetry
+    **dict.fromkeys(("e_min", "e_max"), POSITIVE),
+    "classifier_steps": COUNT,
+    # style
+    **dict.fromkeys(("ae_steps", "n_images"), COUNT),
+    **dict.fromkeys(("seed_a", "seed_b"), SEED),
+    "alpha": FRACTION,
+    "frames": Bound(lo=2, hi=64),
 }
 
 

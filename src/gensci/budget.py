@@ -1003,3 +1003,20 @@ def protein_score_seconds(
     batch = min(batch_size, max(n_rows, 1))
     calls = samples * (math.ceil(n_rows / max(batch, 1)) + 1)
     return least_seconds(calls, CALL_FLOOR, 2.0 * batch * net.macs, device)
+
+
+# ----------------------------------------------------------------------------------------------
+# Calorimetry (gensci calo)
+
+
+def calo_showers_need(n_showers: int, n_voxels: int, chunk: int = 2000) -> Need:
+    """Return what `calo simulate` / `calo generate` need: the showers (float32) kept for the
+    file, and the float64 temporaries of one chunk (Poisson means, counts, noise)."""
+    kept = F32 * float(n_showers) * n_voxels
+    temps = 6 * F64 * min(n_showers, chunk) * n_voxels
+    return Need().add("the showers", kept).add("one chunk of simulation or sampling", temps)
+
+
+def calo_file_bytes(n_showers: int, n_voxels: int) -> float:
+    """Return the size of a written shower file before compression (float32 voxels)."""
+    return F32 * float(n_showers) * (n_voxels + 2)

@@ -9,12 +9,14 @@ import typer
 
 from gensci import __version__
 from gensci.bounds import install as install_bounds
+from gensci.calorimetry.cli import app as calo_app
 from gensci.cells.cli import app as cells_app
 from gensci.demo import demo
 from gensci.dynamics.cli import app as dynamics_app
 from gensci.poisson.cli import app as poisson_app
 from gensci.protein.cli import app as protein_app
 from gensci.runtime import OverwriteOption
+from gensci.style.cli import app as style_app
 from gensci.symmetry.cli import app as symmetry_app
 from gensci.tomography.cli import app as ct_app
 
@@ -30,6 +32,8 @@ app.add_typer(cells_app, name="cells")
 app.add_typer(protein_app, name="protein")
 app.add_typer(dynamics_app, name="dynamics")
 app.add_typer(symmetry_app, name="symmetry")
+app.add_typer(calo_app, name="calo")
+app.add_typer(style_app, name="style")
 
 
 @app.command("report")

@@ -155,6 +155,26 @@ def step_symmetry(out: Path, s: TourSettings) -> str:
     return record_symmetry(out, report)
 
 
+def step_style(out: Path, s: TourSettings) -> str:
+    """AdaIN against an entangled generator: content kept along style paths; stain normalisation."""
+    from gensci.report.records import record_style
+    from gensci.style.study import run_study
+
+    report = run_study(out, "tour" if s.scale >= 1 else "tiny", seed=s.seed, device=s.device,
+                       progress=s.progress)
+    return record_style(out, report)
+
+
+def step_calorimetry(out: Path, s: TourSettings) -> str:
+    """Calorimeter showers: autoregressive vs one-shot parallel generators, CaloChallenge metrics."""
+    from gensci.calorimetry.study import run_study
+    from gensci.report.records import record_calorimetry
+
+    report = run_study(out, "tiny" if s.scale >= 1 else "micro", seed=s.seed, device=s.device,
+                       progress=s.progress)
+    return record_calorimetry(out, report)
+
+
 STEPS: dict[str, Callable[[Path, TourSettings], str]] = {
     "core": step_core,
     "ct": step_ct,
@@ -163,6 +183,8 @@ STEPS: dict[str, Callable[[Path, TourSettings], str]] = {
     "cells": step_cells,
     "dynamics": step_dynamics,
     "symmetry": step_symmetry,
+    "calorimetry": step_calorimetry,
+    "style": step_style,
 }
 
 

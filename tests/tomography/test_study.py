@@ -34,6 +34,12 @@ def test_run_study_writes_table_and_panels(tmp_path) -> None:
     for m in ("langevin", "dds"):
         nf = wedge["methods"][m]["null_fraction"]["mean"]
         assert 0.0 <= nf <= 1.0
+        # the discrepancy check, per image: an untrained prior's mean does not fit the data, so
+        # it is flagged and the checked answer (TV) scores above it
+        entry = wedge["methods"][m]
+        assert len(entry["flagged"]["values"]) == 2 and all(entry["flagged"]["values"])
+        assert min(entry["discrepancy"]["values"]) > cfg.discrepancy_threshold
+        assert entry["checked_psnr"]["mean"] > entry["psnr"]["mean"]
     assert (tmp_path / "panel_90.png").stat().st_size > 0
     assert "| [0, 90) | fbp |" in (tmp_path / "table.md").read_text()
     assert json.loads((tmp_path / "results.json").read_text())["slices_z"] == [7, 9]

@@ -12,6 +12,14 @@ from gensci.models.samplers import (
     probability_flow_ode,
 )
 from gensci.models.sde import SDE, VESDE, VPSDE
+from gensci.models.style import (
+    AdaIN,
+    AdaINTransfer,
+    AdaINTransferConfig,
+    MappingNetwork,
+    StyleGenerator,
+    StyleGeneratorConfig,
+)
 from gensci.models.vae import VAE, VAEConfig
 
 __all__ = [
@@ -23,6 +31,12 @@ __all__ = [
     "EquivariantVAEConfig",
     "WGANGP",
     "WGANGPConfig",
+    "AdaIN",
+    "AdaINTransfer",
+    "AdaINTransferConfig",
+    "MappingNetwork",
+    "StyleGenerator",
+    "StyleGeneratorConfig",
     "SDE",
     "VESDE",
     "VPSDE",

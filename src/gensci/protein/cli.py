@@ -1,4 +1,4 @@
-"""The `gensci protein` commands: train, design, score, study."""
+"""The `gensci protein` commands: data, train, hmm, design, score, study."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from gensci.runtime import AccumulateOption, DeviceOption, OverwriteOption, Seed
 
 if TYPE_CHECKING:
     from gensci.protein.design import Designs
+    from gensci.protein.feasibility import FeasibilityRules
+    from gensci.protein.io import MSA
 
 app = typer.Typer(
     help="Protein design with a VAE over a protein family.",
@@ -35,6 +37,100 @@ HmmOpt = Annotated[
     Path | None, typer.Option("--hmm", help="profile HMM of the family for the membership check")
 ]
 EvalueOpt = Annotated[float, typer.Option("--evalue", help="HMM E-value for 'recognised'")]
+OnUnknownOpt = Annotated[
+    str | None,
+    typer.Option("--on-unknown", help="rows with ambiguous letters (X B Z J U O): error | drop "
+                 "(default error; ww: drop)"),
+]
+RuleQuantileOpt = Annotated[
+    float,
+    typer.Option("--rule-quantile", help="calibrate rule bands on the training naturals at this "
+                 "quantile (each side); --rules values override"),
+]
+FixedRulesOpt = Annotated[
+    bool, typer.Option("--fixed-rules", help="fixed default bands instead of calibrated ones")
+]
+ALIGNMENT_HELP = "aligned family (.sto .a2m .a3m .fasta); or fn3 | Pkinase | ww"
+
+
+def _on_unknown(value: str | None) -> str | None:
+    from gensci.errors import ConfigError
+
+    if value is not None and value not in ("error", "drop"):
+        raise ConfigError(f"--on-unknown must be 'error' or 'drop', not {value!r}")
+    return value
+
+
+def _read_family(
+    alignment: str, format: str | None, focus: str | None, max_seq_gaps: float,
+    max_col_gaps: float, on_unknown: str | None,
+) -> MSA:
+    """Return the gap-filtered MSA named by `alignment`, printing how it was read."""
+    from gensci.protein.io import describe_read, load_family
+    from gensci.protein.study import reading_defaults, resolve_alignment
+
+    path, _ = resolve_alignment(alignment)
+    fmt, unknown = reading_defaults(alignment, format, _on_unknown(on_unknown))
+    msa = load_family(path, fmt, focus, max_seq_gaps, max_col_gaps, on_unknown=unknown)
+    typer.echo(describe_read(msa))
+    return msa
+
+
+def _rules(
+    rules: Path | None, fixed: bool, quantile: float, train_seqs: list[str]
+) -> FeasibilityRules:
+    """Return the feasibility rules: calibrated on `train_seqs` (aligned, gapped) unless
+    `fixed`, with the rules file's values on top."""
+    from gensci.protein.feasibility import calibrate_rules, load_rules, read_rules_values
+
+    if fixed:
+        return load_rules(rules)
+    overrides = read_rules_values(rules) if rules is not None else None
+    return calibrate_rules([s.replace("-", "") for s in train_seqs], quantile,
+                           overrides=overrides)
+
+
+@app.command("data")
+def data_cmd(
+    family: Annotated[str, typer.Argument(help="packaged family: ww (Pfam PF00397)")],
+    out: Annotated[Path, typer.Option("--out", help="file to write (.a2m, or .fa to read the "
+                                      "insert columns as gaps)")],
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Copy a family alignment shipped in an installed package (ww: logomaker) to OUT."""
+    from gensci.files import check_suffix
+    from gensci.protein.io import FASTA_SUFFIXES, guess_format, packaged
+    from gensci.runtime import atomic_save
+
+    check_suffix(out, (".a2m", *FASTA_SUFFIXES), "alignment (A2M or aligned FASTA)")
+    src = packaged(family)
+    data = src.read_bytes()
+    atomic_save(out, lambda p: p.write_bytes(data), overwrite=overwrite, suffix=out.suffix)
+    typer.echo(f"wrote {out} ({len(data):,} bytes from {src}); it will be read as "
+               f"{guess_format(out)} (pass --format to choose)")
+
+
+@app.command("hmm")
+def hmm_cmd(
+    alignment: Annotated[str, typer.Argument(help=ALIGNMENT_HELP)],
+    out: Annotated[Path, typer.Option("--out", help="profile HMM to write (.hmm)")],
+    format: FormatOpt = None,
+    on_unknown: OnUnknownOpt = None,
+    max_seq_gaps: Annotated[float, typer.Option("--max-seq-gaps")] = 0.5,
+    max_col_gaps: Annotated[float, typer.Option("--max-col-gaps")] = 0.3,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Build a profile HMM from the gap-filtered alignment (pyhmmer's hmmbuild)."""
+    from gensci.files import check_suffix
+    from gensci.protein.hmm import build_hmm, write_hmm
+    from gensci.runtime import check_writable
+
+    check_suffix(out, (".hmm",), "profile HMM")
+    check_writable(out, overwrite)
+    msa = _read_family(alignment, format, None, max_seq_gaps, max_col_gaps, on_unknown)
+    hmm = build_hmm(msa, Path(str(alignment)).stem or "family")
+    write_hmm(hmm, out, overwrite=overwrite)
+    typer.echo(f"profile HMM of {hmm.M} match states -> {out}")
 
 
 def _checkpoint_path(path: Path) -> Path:
@@ -50,11 +146,10 @@ def _resolve_device(device: str) -> str:
 
 @app.command("train")
 def train_cmd(
-    alignment: Annotated[
-        str, typer.Argument(help="aligned family (.sto .a2m .a3m .fasta); or fn3 | Pkinase")
-    ],
+    alignment: Annotated[str, typer.Argument(help=ALIGNMENT_HELP)],
     out: Annotated[Path, typer.Option("--out", help="output folder (model.safetensors)")],
     format: FormatOpt = None,
+    on_unknown: OnUnknownOpt = None,
     focus: FocusOpt = None,
     latent_dim: Annotated[int, typer.Option("--latent-dim")] = 8,
     hidden: Annotated[str, typer.Option("--hidden", help="widths, e.g. 256,128")] = "128",
@@ -76,9 +171,8 @@ def train_cmd(
 ) -> None:
     """Train the family VAE on an alignment; write OUT/model.safetensors and history.csv."""
     from gensci.errors import ConfigError
-    from gensci.protein.io import load_family
     from gensci.protein.model import FamilyConfig, save_family, train_family
-    from gensci.protein.study import resolve_alignment, write_csv
+    from gensci.protein.study import write_csv
     from gensci.runtime import (
         check_writable,
         init_distributed,
@@ -94,8 +188,7 @@ def train_cmd(
     except ValueError as exc:
         raise ConfigError(f"--hidden must be comma-separated integers, got {hidden!r}") from exc
     seed_everything(seed)
-    path, _ = resolve_alignment(alignment)
-    msa = load_family(path, format, focus, max_seq_gaps, max_col_gaps)
+    msa = _read_family(alignment, format, focus, max_seq_gaps, max_col_gaps, on_unknown)
     dev = resolve_device(device)
     net = budget.protein_net(msa.length, latent_dim, widths, dropout)
     what = (f"protein train on {msa.n_sequences} sequences x {msa.length} columns with "
@@ -138,6 +231,8 @@ def design_cmd(
         float, typer.Option("--temperature", help="0 = argmax; > 0 samples each position")
     ] = 0.0,
     rules: RulesOpt = None,
+    rule_quantile: RuleQuantileOpt = 0.005,
+    fixed_rules: FixedRulesOpt = False,
     near: Annotated[
         str | None, typer.Option("--near", help="design around this sequence's posterior")
     ] = None,
@@ -158,7 +253,6 @@ def design_cmd(
     """Decode new sequences; write OUT/designs.fasta and OUT/metrics.csv (one row per design)."""
     from gensci.errors import ConfigError
     from gensci.protein.design import design
-    from gensci.protein.feasibility import load_rules
     from gensci.protein.hmm import load_hmm
     from gensci.protein.io import read_alignment
     from gensci.protein.model import load_family_model, match_alignment
@@ -166,9 +260,12 @@ def design_cmd(
     from gensci.runtime import check_writable, prepare_out_dir
 
     model, meta = load_family_model(_checkpoint_path(checkpoint), device=_resolve_device(device))
-    the_rules = load_rules(rules)
+    the_rules = _rules(rules, fixed_rules, rule_quantile, meta.train_seqs)
     if hmm is not None:
         load_hmm(hmm)  # a bad HMM file stops before anything is written
+    else:
+        typer.echo("warning: no --hmm given, so family membership is not checked (build one "
+                   "with `gensci protein hmm ALIGNMENT --out family.hmm`)", err=True)
     what = f"protein design of {n} designs of {meta.length} positions"
     budget.check_memory(
         budget.protein_design_bytes(n, meta.length, model.config.latent_dim), what,
@@ -196,10 +293,20 @@ def design_cmd(
     write_fasta_rows(out_dir, result, rows, overwrite)
     write_csv(out_dir / "metrics.csv", rows, overwrite=overwrite)
     s = summarise(rows, evalue)
+    extra = ""
+    if "hmm_recognised" in s["all"]:
+        extra = f"; HMM recognises {s['all']['hmm_recognised']:.2f} at E <= {evalue:g}"
+    if len(result) > 1:
+        from gensci.protein.metrics import covariation_fidelity
+        from gensci.protein.weights import sequence_weights
+
+        train_codes = meta.train_codes()
+        r = covariation_fidelity(result.codes, train_codes, sequence_weights(train_codes))
+        extra += f"; covariation r {r:.2f} against the training naturals"
     typer.echo(
         f"{len(result)} unique designs, {s['all'].get('n', 0)} assessed, "
         f"{s['passed'].get('n', 0)} pass every rule; median identity "
-        f"{s['all'].get('median_identity', float('nan')):.2f} -> {out_dir}"
+        f"{s['all'].get('median_identity', float('nan')):.2f}{extra} -> {out_dir}"
     )
 
 
@@ -278,14 +385,16 @@ def score_cmd(
 
 @app.command("study")
 def study_cmd(
-    alignment: Annotated[
-        str, typer.Argument(help="aligned family, or fn3 | Pkinase (bundled Pfam seeds)")
-    ],
+    alignment: Annotated[str, typer.Argument(help=ALIGNMENT_HELP)],
     out: Annotated[Path, typer.Option("--out", help="report folder")],
+    format: FormatOpt = None,
+    on_unknown: OnUnknownOpt = None,
     hmm: HmmOpt = None,
     n: Annotated[int, typer.Option("-n", "--n", help="designs per sampler")] = 1000,
     temperature: Annotated[float, typer.Option("--temperature")] = 0.0,
     rules: RulesOpt = None,
+    rule_quantile: RuleQuantileOpt = 0.005,
+    fixed_rules: FixedRulesOpt = False,
     evalue: EvalueOpt = 1e-3,
     focus: FocusOpt = None,
     steps: Annotated[int, typer.Option("--steps")] = 3000,
@@ -295,14 +404,18 @@ def study_cmd(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Train, design, assess beside a site-independent sampler; write a report folder."""
-    from gensci.protein.feasibility import load_rules
+    from gensci.protein.feasibility import read_rules_values
     from gensci.protein.model import FamilyConfig
     from gensci.protein.study import run_study
 
+    overrides = read_rules_values(rules) if rules is not None else None
     summary = run_study(
         alignment, out, hmm, FamilyConfig(steps=steps, latent_dim=latent_dim, seed=seed), n,
-        temperature, load_rules(rules), evalue, focus, _resolve_device(device), overwrite,
+        temperature, None, evalue, focus, _resolve_device(device), overwrite,
+        format=format, on_unknown=_on_unknown(on_unknown),
+        rule_quantile=None if fixed_rules else rule_quantile, rule_overrides=overrides,
     )
+    typer.echo(summary["reading"])
     from gensci.report.records import record_protein
 
     record_protein(out, summary)  # the report section: `gensci report` renders this folder

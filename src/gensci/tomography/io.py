@@ -1,7 +1,14 @@
 """Readers and writers for images and sinograms in the formats CT users have: NumPy, NIfTI, DICOM.
 
 A sinogram file is a .npz holding `sinogram` (n_det, n_angles), `angles` (degrees) and, when it
-was simulated, `noise_std` and `image_size`; `gensci ct simulate` writes it, `reconstruct` reads it.
+was simulated, `noise_std`, `image_size`, the `truth` image (N, N) it was simulated from, the
+source's path (`truth_path`) and the intensity map applied to it (`intensity`: "own", "window" or
+"normalise", with `window` = [lo, hi] mapped to [0, 1]); `gensci ct simulate` writes it,
+`reconstruct` reads it.
+
+Slicing convention (one for every reader): a NIfTI volume is (X, Y, Z) and `--slice z` cuts the
+axial plane z (last axis), shown anterior up; any other 3-D array (.npy, .npz, DICOM) is a stack
+(S, H, W) of 2-D images and `--slice s` takes stack[s]: the layout `train-prior` reads.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from gensci.errors import (
 from gensci.files import check_input_file, check_suffix
 from gensci.runtime import atomic_save
 
-IMAGE_SUFFIXES = (".npy", ".npz", ".nii", ".nii.gz", ".dcm")
+IMAGE_SUFFIXES = (".npy", ".npz", ".nii", ".nii.gz", ".dcm", ".inv3")
 
 
 def _suffix(path: Path) -> str:
@@ -37,38 +44,61 @@ def _suffix(path: Path) -> str:
 _NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
 
 
-def _npz_array(path: Path, keys: tuple[str, ...]) -> np.ndarray:
-    """Return the array under the first of `keys` in a .npz, or its only array."""
+def _npz_array(path: Path, keys: tuple[str, ...], key: str | None = None) -> np.ndarray:
+    """Return the array named `key` in a .npz; without it, the first of `keys` or its only array."""
     try:
         with np.load(path, allow_pickle=False) as data:
             names = list(data.keys())
-            for key in keys:
-                if key in names:
-                    return np.asarray(data[key])
+            if key is not None:
+                if key not in names:
+                    raise FormatError(f"--key {key!r} is not in {path}; it holds arrays {names}")
+                return np.asarray(data[key])
+            for name in keys:
+                if name in names:
+                    return np.asarray(data[name])
             if len(names) == 1:
                 return np.asarray(data[names[0]])
+    except GensciError:
+        raise
     except _NPZ_ERRORS as exc:
         raise FormatError(f"cannot read {path} as .npz: {exc}") from None
-    raise FormatError(f"{path} holds arrays {names}; expected one named {keys[0]!r}")
+    raise FormatError(
+        f"{path} holds arrays {names}; pick one with --key (or name it {keys[0]!r})"
+    )
 
 
-def read_array(path: str | Path) -> np.ndarray:
-    """Return the float64 array stored in a .npy, .npz, NIfTI (.nii/.nii.gz) or DICOM (.dcm) file.
+def read_array(path: str | Path, key: str | None = None) -> np.ndarray:
+    """Return the array stored in a .npy, .npz, NIfTI (.nii/.nii.gz), DICOM (.dcm) or InVesalius
+    (.inv3, a stack (S, H, W)) file.
 
+    A folder is read as a DICOM series (`dicom.read_dicom_series`), a stack (S, H, W) in HU.
+    key: the array's name in a .npz holding several (default: `image`, `volume`, `x`, `truth`,
+    or the only one).
     DICOM pixel values go through RescaleSlope / RescaleIntercept (e.g. to Hounsfield units).
     The array must hold real numbers (integers or floats): complex, boolean, text and object
     arrays are refused (`gensci.errors.check_numeric`), as are empty files and NaN/inf values.
     """
     p = Path(path)
+    if p.is_dir() and _suffix(p) not in IMAGE_SUFFIXES:
+        # a DICOM series: a stack (S, H, W) in HU, sorted along the slice normal
+        from gensci.tomography.dicom import read_dicom_series
+
+        return check_numeric(read_dicom_series(p).volume, f"DICOM series in {p}")
     suffix = _suffix(p)
     if suffix not in IMAGE_SUFFIXES:
         raise FormatError(f"{p}: unknown image format {suffix!r}; use one of {IMAGE_SUFFIXES}")
+    if key is not None and suffix != ".npz":
+        raise FormatError(f"--key {key!r} applies to a .npz; {p} is {suffix}")
     check_input_file(p, "image file")
     try:
         if suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
         elif suffix == ".npz":
-            arr = _npz_array(p, ("image", "volume", "x"))
+            arr = _npz_array(p, ("image", "volume", "x", "truth"), key)
+        elif suffix == ".inv3":
+            from gensci.tomography.realct import read_inv3
+
+            arr = read_inv3(p)[0]
         elif suffix in (".nii", ".nii.gz"):
             import nibabel as nib
 
@@ -90,17 +120,35 @@ def read_array(path: str | Path) -> np.ndarray:
     return check_numeric(arr, f"image in {p}")
 
 
-def read_image(path: str | Path, slice_index: int | None = None) -> np.ndarray:
-    """Return a 2-D image (H, W) from a file; a 3-D volume needs `slice_index` (axial axis last)."""
-    arr = np.squeeze(read_array(path))
+def is_volume(path: str | Path) -> bool:
+    """Return True for a NIfTI file (a volume (X, Y, Z) cut along Z), False for a stack file."""
+    return _suffix(Path(path)) in (".nii", ".nii.gz")
+
+
+def cut_slice(arr: np.ndarray, slice_index: int | None, volume: bool, name: str) -> np.ndarray:
+    """Return the 2-D slice of a 3-D array: NIfTI volume (X, Y, Z) -> axial plane z (anterior up),
+    stack (S, H, W) -> stack[s]. The index is checked against that axis."""
+    kind = "NIfTI volume (X, Y, Z), sliced along Z" if volume else "stack (S, H, W)"
+    axis = 2 if volume else 0
+    if slice_index is None:
+        raise ShapeError(f"{name} holds a 3-D {kind} of shape {arr.shape}; pick one with --slice")
+    if not 0 <= slice_index < arr.shape[axis]:
+        raise ShapeError(
+            f"--slice {slice_index} is outside {name}: a {kind} of shape {arr.shape} has "
+            f"{arr.shape[axis]} slices"
+        )
+    return arr[:, ::-1, slice_index].T if volume else arr[slice_index]
+
+
+def read_image(
+    path: str | Path, slice_index: int | None = None, key: str | None = None
+) -> np.ndarray:
+    """Return a 2-D image (H, W) from a file; a 3-D array needs `slice_index` (see `cut_slice`)."""
+    arr = np.squeeze(read_array(path, key))
     if arr.ndim == 3:
-        if slice_index is None:
-            raise ShapeError(
-                f"{path} holds a volume of shape {arr.shape}; pick an axial slice with --slice"
-            )
-        if not 0 <= slice_index < arr.shape[2]:
-            raise ShapeError(f"slice {slice_index} is outside the volume's {arr.shape[2]} slices")
-        arr = arr[:, ::-1, slice_index].T
+        arr = cut_slice(arr, slice_index, is_volume(path), str(path))
+    elif slice_index is not None and arr.ndim == 2:
+        raise ShapeError(f"--slice {slice_index} given but {path} holds one 2-D image {arr.shape}")
     if arr.ndim != 2:
         raise ShapeError(f"{path} holds an array of shape {arr.shape}; expected a 2-D image")
     check_finite(arr, f"image in {path}")
@@ -115,6 +163,22 @@ def normalise(image: np.ndarray) -> np.ndarray:
     return (image - lo) / (hi - lo)
 
 
+def parse_window(text: str) -> tuple[float, float]:
+    """Return (lo, hi) from 'LO,HI' (e.g. a HU window '-1000,1000'); lo < hi, both finite."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise DataError(f"--window {text!r} is not 'LO,HI' (e.g. -1000,1000 in HU)") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise DataError(f"--window {text!r}: need finite LO < HI")
+    return lo, hi
+
+
+def apply_window(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Return image with [lo, hi] mapped linearly to [0, 1] and clipped there (a HU window)."""
+    return np.clip((image - lo) / (hi - lo), 0.0, 1.0)
+
+
 @dataclass
 class Sinogram:
     """A measured sinogram (n_det, n_angles), its angles in degrees and what is known of noise."""
@@ -123,6 +187,10 @@ class Sinogram:
     angles: np.ndarray
     noise_std: float | None = None
     image_size: int | None = None
+    truth: np.ndarray | None = None  # (N, N): the image simulated, on its stored scale
+    truth_path: str | None = None
+    intensity: str | None = None  # "own" | "window" | "normalise"
+    window: tuple[float, float] | None = None  # source values mapped to [0, 1]
 
 
 def _scalar(arr: np.ndarray, name: str, integer: bool = False) -> float:
@@ -150,6 +218,7 @@ def read_sinogram(path: str | Path, angles: np.ndarray | None = None) -> Sinogra
     check_input_file(p, "sinogram file")
     noise_std: float | None = None
     size: int | None = None
+    truth = truth_path = intensity = window = None
     if suffix == ".npz":
         try:
             with np.load(p, allow_pickle=False) as f:
@@ -159,6 +228,10 @@ def read_sinogram(path: str | Path, angles: np.ndarray | None = None) -> Sinogra
                 stored = f["angles"] if "angles" in f else None
                 std = f["noise_std"] if "noise_std" in f else None
                 n = f["image_size"] if "image_size" in f else None
+                truth = f["truth"] if "truth" in f else None
+                truth_path = str(f["truth_path"]) if "truth_path" in f else None
+                intensity = str(f["intensity"]) if "intensity" in f else None
+                window = f["window"] if "window" in f else None
         except GensciError:
             raise
         except _NPZ_ERRORS as exc:
@@ -185,7 +258,17 @@ def read_sinogram(path: str | Path, angles: np.ndarray | None = None) -> Sinogra
             f"sinogram in {p} has {data.shape[1]} views (columns) but {angles.size} angles were "
             "given; a sinogram is laid out (n_det, n_angles)"
         )
-    return Sinogram(data=data, angles=angles, noise_std=noise_std, image_size=size)
+    if truth is not None:
+        truth = check_numeric(truth, f"truth in {p}")
+        check_finite(truth, f"truth in {p}")
+    win = None
+    if window is not None:
+        w = check_numeric(window, f"window in {p}").reshape(-1)
+        win = (float(w[0]), float(w[1])) if w.size == 2 else None
+    return Sinogram(
+        data=data, angles=angles, noise_std=noise_std, image_size=size, truth=truth,
+        truth_path=truth_path, intensity=intensity, window=win,
+    )
 
 
 SINOGRAM_SUFFIX = ".npz"
@@ -200,6 +283,14 @@ def write_sinogram(path: str | Path, sino: Sinogram, overwrite: bool = False) ->
         arrays["noise_std"] = np.asarray(sino.noise_std)
     if sino.image_size is not None:
         arrays["image_size"] = np.asarray(sino.image_size)
+    if sino.truth is not None:
+        arrays["truth"] = np.asarray(sino.truth, dtype=np.float64)
+    if sino.truth_path is not None:
+        arrays["truth_path"] = np.asarray(sino.truth_path)
+    if sino.intensity is not None:
+        arrays["intensity"] = np.asarray(sino.intensity)
+    if sino.window is not None:
+        arrays["window"] = np.asarray(sino.window, dtype=np.float64)
     return write_npz(path, arrays, overwrite)
 
 

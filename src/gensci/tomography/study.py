@@ -21,13 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from gensci.errors import CheckpointError, ConfigError, DataError, check_finite
+from gensci.inverse.discrepancy import discrepancy_ratio, morozov_choice
 from gensci.inverse.fbp import FILTERS, fbp
 from gensci.inverse.latent import latent_map
-from gensci.inverse.metrics import psnr, ssim
 from gensci.inverse.nullspace import range_null_split
 from gensci.inverse.posterior import (
     DiffusionPrior,
@@ -39,6 +38,7 @@ from gensci.inverse.posterior import (
 from gensci.inverse.radon import Radon
 from gensci.inverse.tv import tv_pdhg
 from gensci.models.vae import VAE
+from gensci.tomography.io import Sinogram
 
 METHODS = ("fbp", "tv", "langevin", "dps", "dds", "latent")
 PRIOR_METHODS = ("langevin", "dps", "dds")
@@ -83,6 +83,16 @@ def dds_lam_for(n: int) -> float:
     return DDS_LAM[min(DDS_LAM, key=lambda k: abs(np.log(k / n)))]
 
 
+# Largest accepted discrepancy ratio ||A x_mean - y||^2 / (m sigma^2) of a posterior mean before
+# the answer falls back to TV; calibrated on the guard-gap slices (validation), see
+# docs/tomography.md ("Safe out of distribution").
+DISCREPANCY_THRESHOLD = 1.1
+# The discrepancy ratio a TV fall-back aims at when it picks its weight without the truth: TV with
+# positivity at its best PSNR fits a little below the noise level; 0.9 was best (of 0.8 .. 1.0) on
+# the same validation slices (docs/tomography.md).
+TV_DISCREPANCY_TARGET = 0.9
+
+
 def tv_lambda(weight: float, noise_std: float) -> float:
     """Return the TV weight lam = weight * noise_std: the data term's scale grows with sigma^2,
     its gradient with sigma, so lam proportional to sigma keeps one `weight` across noise levels."""
@@ -118,6 +128,35 @@ def simulate(
     return clean + std * noise, std
 
 
+def simulate_image(
+    image: np.ndarray,
+    angles: np.ndarray,
+    noise_level: float,
+    resolution: int | None = None,
+    n_det: int | None = None,
+    seed: int = 0,
+) -> Sinogram:
+    """Return the Sinogram (with its truth (N, N)) of a 2-D image (H, W) on its own scale.
+
+    The image is resized to N x N when `resolution` is given (`data.square_resize`, as the study's
+    slices are); the noise model is the study's (`simulate`: Gaussian, std = noise_level *
+    max|Ax|) drawn from a generator seeded with `seed`: the study's first slice uses seed
+    `StudyConfig.seed`, so one slice gives the same sinogram both ways.
+    """
+    from gensci.tomography.data import square_resize
+
+    arr = np.asarray(image, dtype=np.float64)
+    if resolution is not None:
+        arr = np.asarray(square_resize(arr, resolution), dtype=np.float64)
+    op = Radon(arr.shape[0], angles, n_det=n_det)
+    gen = torch.Generator().manual_seed(seed)
+    y, std = simulate(op, torch.from_numpy(arr)[None, None], noise_level, gen)
+    return Sinogram(
+        y[0, 0].numpy(), np.asarray(angles, dtype=np.float64), noise_std=std,
+        image_size=arr.shape[0], truth=arr,
+    )
+
+
 def reconstruct(
     method: str,
     op: Radon,
@@ -141,7 +180,8 @@ def reconstruct(
         raise CheckpointError("method 'latent' needs a VAE prior (--prior pointing to a VAE)")
     if method in ("tv", *PRIOR_METHODS, "latent") and not noise_std > 0:
         raise DataError(f"method {method!r} needs the noise std > 0, got {noise_std}")
-    norm = op_norm if op_norm is not None else op.norm()
+    # FBP needs no operator norm: 50 power iterations are most of a quick call's set-up
+    norm = op_norm if op_norm is not None or method == "fbp" else op.norm()
     start = time.perf_counter()
     post: PosteriorResult | None = None
     if method == "fbp":
@@ -191,6 +231,178 @@ def reconstruct(
     return Reconstruction(method, mean, seconds)
 
 
+def read_truth(path: Path, n: int) -> np.ndarray:
+    """Return the true image (n, n) in `path`: an image file, or a simulated sinogram .npz (its
+    stored `truth`); a size other than n x n is refused by name."""
+    from gensci.tomography.io import read_image, read_sinogram
+
+    p = Path(path)
+    stored = None
+    if p.name.lower().endswith(".npz"):
+        with np.load(p, allow_pickle=False) as f:
+            if "sinogram" in f:
+                stored = read_sinogram(p).truth
+                if stored is None:
+                    raise DataError(f"--truth {p} is a sinogram file that stores no truth")
+    image = stored if stored is not None else read_image(p)
+    if image.shape != (n, n):
+        raise DataError(f"--truth {p} is {image.shape}; the reconstruction is {(n, n)}")
+    return np.asarray(image, dtype=np.float64)
+
+
+def truth_scores(
+    x: torch.Tensor, truth: np.ndarray, std: torch.Tensor | None = None
+) -> dict[str, float]:
+    """Return PSNR / SSIM of x: (1, 1, N, N) against truth (N, N) and, given the pixel std
+    (1, 1, N, N), the Spearman correlation of std with |x - truth|.
+
+    The data range is 1 for a truth in [0, 1] (the study's convention), else its max; a truth
+    with negative values (e.g. HU) is refused: simulate it with --window.
+    """
+    from scipy.stats import spearmanr
+
+    from gensci.inverse.metrics import psnr, ssim
+
+    lo, hi = float(truth.min()), float(truth.max())
+    if lo < 0:
+        raise DataError(
+            f"the truth has values down to {lo:.4g}; PSNR needs a non-negative image "
+            "(simulate with --window LO,HI to map it to [0, 1])"
+        )
+    rng = max(1.0, hi)
+    est = x[0, 0].detach().cpu().double().numpy()
+    out = {"psnr": float(psnr(est, truth, rng)[0]), "ssim": float(ssim(est, truth, rng)[0]),
+           "data_range": rng}
+    if std is not None:
+        s = std.flatten().cpu().numpy()
+        err = np.abs(est - truth).ravel()
+        out["std_error_spearman"] = (
+            float(spearmanr(s, err).statistic) if s.std() > 0 else float("nan")
+        )
+    return out
+
+
+@dataclass
+class CheckedResult:
+    """A reconstruction with its discrepancy check: `final` is the answer (mean.npy),
+    `posterior` the sampler's own output (None for fbp / tv / latent), `sweep` the TV solution
+    per weight that was computed (a --tv-weight list, or the fall-back candidates), `report`
+    what report.json holds."""
+
+    final: Reconstruction
+    posterior: Reconstruction | None
+    sweep: dict[float, Reconstruction]
+    report: dict[str, Any]
+
+    def summary_lines(self) -> list[str]:
+        """Return the lines the CLI prints: per TV weight, the check, the metrics."""
+        r = self.report
+        lines = []
+        for row in r.get("tv_sweep", []):
+            extra = (f", PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}"
+                     if "psnr" in row else "")
+            lines.append(f"tv w={row['weight']:g}: discrepancy {row['discrepancy']:.3f}{extra}")
+        if "check" in r:
+            c = r["check"]
+            lines.append(
+                f"{r['method']} posterior mean: discrepancy {c['ratio']:.3f} (threshold "
+                f"{c['threshold']:g}): {c['flag']}"
+            )
+        f = r["final"]
+        extra = ""
+        if "psnr" in f:
+            extra = f", PSNR {f['psnr']:.2f} dB, SSIM {f['ssim']:.3f}"
+            if "std_error_spearman" in f:
+                extra += f", std-vs-error Spearman {f['std_error_spearman']:.2f}"
+        lines.append(
+            f"answer: {f['source']} ({self.final.seconds:.2f} s), discrepancy "
+            f"{f['discrepancy']:.3f}{extra}"
+        )
+        return lines
+
+
+def reconstruct_checked(
+    method: str,
+    op: Radon,
+    y: torch.Tensor,
+    noise_std: float,
+    settings: MethodSettings,
+    tv_weights: tuple[float, ...] = (2.0,),
+    prior: DiffusionPrior | None = None,
+    vae: VAE | None = None,
+    generator: torch.Generator | None = None,
+    check: bool = True,
+    threshold: float | None = None,
+    truth: np.ndarray | None = None,
+    progress: bool = False,
+) -> CheckedResult:
+    """Return `method`'s reconstruction of y: (1, 1, n_det, n_angles), held to the data.
+
+    tv: one solution per weight; the answer is the one whose discrepancy ratio is nearest
+    TV_DISCREPANCY_TARGET (Morozov's choice, no truth needed). Samplers: the posterior mean's
+    discrepancy ratio is compared with `threshold` (default DISCREPANCY_THRESHOLD); when it is
+    above and `check` is on, the answer falls back to TV (weight chosen the same way) and the flag
+    says so. With `truth` (N, N) every candidate also gets PSNR / SSIM (and the std-error
+    Spearman for samplers).
+    """
+    limit = DISCREPANCY_THRESHOLD if threshold is None else float(threshold)
+    if limit <= 0:
+        raise ConfigError(f"--discrepancy-threshold {limit} must be > 0")
+    norm = op.norm() if method != "fbp" else None
+    report: dict[str, Any] = {"method": method, "noise_std": noise_std}
+
+    def scored(rec: Reconstruction) -> dict[str, float]:
+        row = {"discrepancy": float(discrepancy_ratio(op, rec.mean, y, noise_std)[0])} if (
+            noise_std > 0) else {"discrepancy": float("nan")}
+        if truth is not None:
+            row.update(truth_scores(rec.mean, truth, rec.std))
+        return row
+
+    sweep: dict[float, Reconstruction] = {}
+
+    def tv_sweep() -> Reconstruction:
+        rows = []
+        for w in tv_weights:
+            rec = reconstruct(
+                "tv", op, y, noise_std, settings, op_norm=norm, tv_lam=tv_lambda(w, noise_std),
+                progress=progress and len(tv_weights) == 1,
+            )
+            sweep[w] = rec
+            rows.append({"weight": w, **scored(rec)})
+        report["tv_sweep"] = rows
+        pick = morozov_choice([r["discrepancy"] for r in rows], TV_DISCREPANCY_TARGET)
+        report["tv_weight"] = tv_weights[pick]
+        if truth is not None:
+            best = max(range(len(rows)), key=lambda i: rows[i]["psnr"])
+            report["tv_weight_oracle"] = tv_weights[best]
+        return sweep[tv_weights[pick]]
+
+    posterior = None
+    if method == "tv":
+        final = tv_sweep()
+        source = f"tv (w={report['tv_weight']:g}, chosen by the discrepancy principle)"
+    else:
+        rec = reconstruct(
+            method, op, y, noise_std, settings, prior=prior, vae=vae, generator=generator,
+            op_norm=norm, progress=progress,
+        )
+        final, source = rec, method
+        if method in PRIOR_METHODS:
+            posterior = rec
+            row = scored(rec)
+            report["posterior"] = row
+            passed = row["discrepancy"] <= limit
+            flag = "passed" if passed else ("fallback-tv" if check else "failed")
+            report["check"] = {"ratio": row["discrepancy"], "threshold": limit,
+                               "passed": passed, "flag": flag}
+            if not passed and check:
+                final = tv_sweep()
+                source = (f"tv (w={report['tv_weight']:g}): the {method} posterior mean "
+                          "failed the discrepancy check")
+    report["final"] = {"source": source, "seconds": final.seconds, **scored(final)}
+    return CheckedResult(final=final, posterior=posterior, sweep=sweep, report=report)
+
+
 def uncertainty_scores(
     rec: Reconstruction, truth: torch.Tensor, op: Radon, cg_iterations: int = 100
 ) -> dict[str, float]:
@@ -200,6 +412,8 @@ def uncertainty_scores(
     null_var / range_var: mean squared sample deviation from the mean in the null space and in the
     range of A (per pixel), and null_fraction = null_var / (null_var + range_var).
     """
+    from scipy.stats import spearmanr
+
     assert rec.std is not None and rec.samples is not None
     err = (rec.mean - truth.to(rec.mean)).abs().flatten().cpu().numpy()
     std = rec.std.flatten().cpu().numpy()
@@ -228,6 +442,7 @@ class StudyConfig:
     methods: tuple[str, ...] = METHODS
     tv_grid: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
     seed: int = 0
+    discrepancy_threshold: float = DISCREPANCY_THRESHOLD
     settings: MethodSettings = field(default_factory=MethodSettings)
 
     def __post_init__(self) -> None:
@@ -243,17 +458,25 @@ class StudyConfig:
 def _tune_tv(
     op: Radon, ys: list[torch.Tensor], truths: list[torch.Tensor], stds: list[float],
     cfg: StudyConfig, norm: float,
-) -> tuple[float, dict[str, float]]:
-    """Return the TV weight of cfg.tv_grid with the best mean PSNR (against the truth) and all."""
+) -> tuple[float, dict[str, float], list[torch.Tensor]]:
+    """Return the TV weight of cfg.tv_grid with the best mean PSNR (against the truth), every
+    weight's mean PSNR, and per image the TV solution at the weight the discrepancy principle
+    picks (no truth: the fall-back of the discrepancy check)."""
+    from gensci.inverse.metrics import psnr
+
     scores: dict[str, float] = {}
+    per_image: list[list[tuple[float, torch.Tensor]]] = [[] for _ in ys]
     for w in cfg.tv_grid:
         vals = []
-        for y, truth, s in zip(ys, truths, stds, strict=True):
+        for i, (y, truth, s) in enumerate(zip(ys, truths, stds, strict=True)):
             x = tv_pdhg(op, y, tv_lambda(w, s), cfg.settings.tv_iterations, op_norm=norm).x
             vals.append(float(psnr(x, truth)[0]))
+            per_image[i].append((float(discrepancy_ratio(op, x, y, s)[0]), x))
         scores[str(w)] = float(np.mean(vals))
     best = max(scores, key=lambda k: scores[k])
-    return float(best), scores
+    fallbacks = [cands[morozov_choice([r for r, _ in cands], TV_DISCREPANCY_TARGET)][1]
+                 for cands in per_image]
+    return float(best), scores, fallbacks
 
 
 def run_study(
@@ -271,6 +494,8 @@ def run_study(
     heldout: (S, N, N) in [0, 1]; the first cfg.n_slices slices of the block are used (evenly
     spread over it when it holds more).
     """
+    from gensci.inverse.metrics import psnr, ssim
+
     if heldout.shape[0] < 1:
         raise DataError("no held-out slices to evaluate")
     count = min(cfg.n_slices, heldout.shape[0])
@@ -292,11 +517,16 @@ def run_study(
             ys.append(y)
             stds.append(s)
         truths = [images[i : i + 1] for i in range(images.shape[0])]
-        tv_weight, tv_scores = _tune_tv(op, ys, truths, stds, cfg, norm) if "tv" in methods else (
-            cfg.settings.tv_weight, {})
+        need_tv = "tv" in methods or any(m in PRIOR_METHODS for m in methods)
+        tv_weight, tv_scores, fallbacks = _tune_tv(op, ys, truths, stds, cfg, norm) if (
+            need_tv) else (cfg.settings.tv_weight, {}, [])
         per: dict[str, dict[str, list[float]]] = {
             m: {"psnr": [], "ssim": [], "seconds": []} for m in methods
         }
+        for m in methods:
+            if m in PRIOR_METHODS:  # the discrepancy check, per image, and the checked answer
+                per[m].update({"discrepancy": [], "flagged": [], "checked_psnr": [],
+                               "checked_ssim": []})
         unc: dict[str, list[dict[str, float]]] = {m: [] for m in methods if m in PRIOR_METHODS}
         panel: dict[str, Reconstruction] = {}
         bar = tqdm(total=len(ys) * len(methods), desc=f"[0,{wedge:g})", disable=not progress)
@@ -312,6 +542,13 @@ def run_study(
                 per[m]["seconds"].append(rec.seconds)
                 if m in unc:
                     unc[m].append(uncertainty_scores(rec, truth, op, cfg.settings.cg_iterations))
+                    ratio = float(discrepancy_ratio(op, rec.mean, y, s)[0])
+                    flagged = ratio > cfg.discrepancy_threshold
+                    answer = fallbacks[i] if flagged else rec.mean
+                    per[m]["discrepancy"].append(ratio)
+                    per[m]["flagged"].append(float(flagged))
+                    per[m]["checked_psnr"].append(float(psnr(answer, truth)[0]))
+                    per[m]["checked_ssim"].append(float(ssim(answer, truth)[0]))
                 if i == len(ys) // 2:
                     panel[m] = rec
                 bar.update(1)
@@ -345,6 +582,8 @@ def draw_panel(
 ) -> Path:
     """Write a PNG: truth, every method's mean (PSNR/SSIM), and for samplers std and |error|."""
     import matplotlib
+
+    from gensci.inverse.metrics import psnr, ssim
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -392,18 +631,24 @@ def draw_panel(
 def results_table(results: dict[str, Any]) -> str:
     """Return a Markdown table: PSNR / SSIM (mean +- std) and seconds per method and wedge."""
     lines = [
-        "| wedge | method | PSNR (dB) | SSIM | s / recon | std-vs-error Spearman | null fraction |",
-        "|---|---|---|---|---|---|---|",
+        "| wedge | method | PSNR (dB) | SSIM | s / recon | std-vs-error Spearman | null fraction "
+        "| flagged by the check | checked PSNR (dB) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for wedge, summary in results["wedges"].items():
         for m, e in summary["methods"].items():
             rho = f"{e['spearman']['mean']:.2f}" if "spearman" in e else "-"
             nf = f"{e['null_fraction']['mean']:.2f}" if "null_fraction" in e else "-"
             name = f"tv (w={summary['tv_weight']:g})" if m == "tv" else m
+            flagged = checked = "-"
+            if "flagged" in e:
+                flags = e["flagged"]["values"]
+                flagged = f"{int(sum(flags))} of {len(flags)}"
+                checked = f"{e['checked_psnr']['mean']:.2f} ± {e['checked_psnr']['std']:.2f}"
             lines.append(
                 f"| [0, {wedge}) | {name} | {e['psnr']['mean']:.2f} ± {e['psnr']['std']:.2f} | "
                 f"{e['ssim']['mean']:.3f} ± {e['ssim']['std']:.3f} | "
-                f"{e['seconds']['mean']:.2f} | {rho} | {nf} |"
+                f"{e['seconds']['mean']:.2f} | {rho} | {nf} | {flagged} | {checked} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -416,8 +661,11 @@ def write_report(out_dir: Path, results: dict[str, Any]) -> None:
     atomic_write_text(out_dir / "table.md", results_table(results), overwrite=True)
 
 
-def draw_reconstruction(path: Path, rec: Reconstruction) -> Path:
-    """Write a PNG of a reconstruction: its mean and, for samplers, its pixel-wise std."""
+def draw_reconstruction(
+    path: Path, rec: Reconstruction, posterior: Reconstruction | None = None
+) -> Path:
+    """Write a PNG of a reconstruction: its mean and, for samplers, its pixel-wise std; when a
+    fall-back replaced a posterior, also the posterior's mean and std (where it was unsure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -425,16 +673,27 @@ def draw_reconstruction(path: Path, rec: Reconstruction) -> Path:
 
     from gensci.runtime import atomic_save
 
-    cols = 2 if rec.std is not None else 1
+    if posterior is not None and rec.std is None:
+        cols = 3
+    else:
+        cols = 2 if rec.std is not None else 1
     fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.2), squeeze=False)
     mean = rec.mean[0, 0].detach().cpu().numpy()
     im = axes[0, 0].imshow(np.clip(mean, 0, 1), cmap="gray", vmin=0, vmax=1)
     axes[0, 0].set_title(f"{rec.method} ({rec.seconds:.1f} s)", fontsize=9)
     fig.colorbar(im, ax=axes[0, 0], fraction=0.046)
-    if rec.std is not None:
-        im = axes[0, 1].imshow(rec.std[0, 0].cpu().numpy(), cmap="magma")
-        axes[0, 1].set_title(f"posterior std (K = {rec.samples.shape[0]})", fontsize=9)  # type: ignore[union-attr]
-        fig.colorbar(im, ax=axes[0, 1], fraction=0.046)
+    shown = posterior if cols == 3 else rec
+    if cols == 3:
+        assert posterior is not None
+        pm = posterior.mean[0, 0].detach().cpu().numpy()
+        axes[0, 1].imshow(np.clip(pm, 0, 1), cmap="gray", vmin=0, vmax=1)
+        axes[0, 1].set_title(f"{posterior.method} mean (rejected)", fontsize=9)
+    if shown is not None and shown.std is not None:
+        ax = axes[0, cols - 1]
+        im = ax.imshow(shown.std[0, 0].cpu().numpy(), cmap="magma")
+        k = shown.samples.shape[0] if shown.samples is not None else 0
+        ax.set_title(f"posterior std (K = {k})", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046)
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()

@@ -1,0 +1,2 @@
+"""Fast calorimeter simulation: autoregressive vs one-shot parallel generators of particle
+showers, measured like the CaloChallenge."""
