@@ -44,6 +44,7 @@ def inputs(tmp_path_factory):
     np.save(root / "stack.npy", np.stack([base * (0.5 + 0.05 * i) for i in range(12)]))
     gensci("poisson", "generate", "--out", root / "poisson.npz", "--n-examples", 8, "--n", 16)
     gensci("cells", "simulate", "--out", root / "cells.h5ad")
+    gensci("calo", "simulate", "--out", root / "showers.h5", "--n-showers", 64)
     return root
 
 
@@ -57,10 +58,15 @@ COMMANDS = {
     "cells": (["cells", "train", "{root}/cells.h5ad", "--latent-dim", 2, "--hidden", "8",
                "--max-epochs", 1, "--batch-size", 64], "model.safetensors"),
     "protein": (["protein", "train", "fn3", "--latent-dim", 2, "--hidden", "8", "--steps", 3,
-                 "--batch-size", 8], "model.safetensors"),
+                 "--batch-size", 8], "generator.safetensors"),
     "symmetry": (["symmetry", "train", "--data", "digits", "--channels", "4,4",
                   "--latent-fields", 2, "--n-train", 64, "--steps", 3, "--batch-size", 8],
                  "model.safetensors"),
+    "calorimetry": (["calo", "train", "{root}/showers.h5", "--model", "correlated", "--hidden",
+                     "16,16", "--steps", 3, "--batch-size", 8, "--checkpoint-every", 1],
+                    "model.safetensors"),
+    "style": (["style", "train", "--model", "adain", "--steps", 3, "--n-images", 32,
+               "--batch-size", 8], "generator.safetensors"),
 }
 
 
