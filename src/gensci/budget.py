@@ -1020,3 +1020,19 @@ def calo_showers_need(n_showers: int, n_voxels: int, chunk: int = 2000) -> Need:
 def calo_file_bytes(n_showers: int, n_voxels: int) -> float:
     """Return the size of a written shower file before compression (float32 voxels)."""
     return F32 * float(n_showers) * (n_voxels + 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Style (gensci style)
+
+
+def style_train_need(n_images: int, size: int, batch_size: int, channels: int = 64) -> Need:
+    """Return what `style train` needs: the rendered images with their masks and factors (float32,
+    plus the renderer's float64 temporaries for one image set), and the activations of one batch
+    through a generator and its encoder (about 12 maps of `channels` at full size, kept for the
+    backward pass)."""
+    pixels = float(size) * size
+    data = F32 * n_images * pixels * (3 + 1) + F64 * n_images * pixels * 3
+    activations = 12 * F32 * batch_size * channels * pixels
+    return (Need().add("the rendered training images and masks", data)
+            .add("one batch of activations", activations, on_device=True))

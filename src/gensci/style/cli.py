@@ -67,6 +67,11 @@ def train_cmd(
         raise ConfigError(f"unknown --model {model!r}; choose one of {MODEL_KINDS}")
     if size % 4 or size < 16:
         raise ConfigError(f"--size must be a multiple of 4 and >= 16, got {size}")
+    from gensci import budget
+
+    budget.check_need(budget.style_train_need(n_images, size, batch_size),
+                      f"style train of {n_images} images of {size} x {size}",
+                      "lower --n-images, --size or --batch-size", dev)
     scale = Scale(size=size, n_train=n_images, steps=steps, batch_size=batch_size, lr=lr,
                   kl_weight=kl_weight, tile=size, n_tiles=n_images, ae_steps=ae_steps,
                   decoder_steps=steps)
