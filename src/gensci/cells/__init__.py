@@ -9,10 +9,6 @@
     predicted = model.predict(cell_type="CD14+ Monocyte", adata=adata)
 """
 
-from gensci.cells.data import CONVENTIONS, detect_keys, make_perturbation_benchmark
-from gensci.cells.delta import balanced_delta, regressed_delta
-from gensci.cells.registry import check_data_state, get_registry, setup_anndata
-
 __all__ = [
     "CONVENTIONS",
     "PerturbationModel",
@@ -26,11 +22,19 @@ __all__ = [
     "setup_anndata",
 ]
 
+# Every name loads its module on first use: `import gensci.cells` (and the CLI, which imports
+# it) stays free of anndata and torch until they are needed.
+_HOME = {
+    "CONVENTIONS": "data", "detect_keys": "data", "make_perturbation_benchmark": "data",
+    "balanced_delta": "delta", "regressed_delta": "delta",
+    "check_data_state": "registry", "get_registry": "registry", "setup_anndata": "registry",
+    "PerturbationModel": "model", "leave_out": "model",
+}
+
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    # The model pulls in torch; load it only when asked for.
-    if name in ("PerturbationModel", "leave_out"):
-        from gensci.cells import model
+    if name in _HOME:
+        import importlib
 
-        return getattr(model, name)
+        return getattr(importlib.import_module(f"gensci.cells.{_HOME[name]}"), name)
     raise AttributeError(f"module 'gensci.cells' has no attribute {name!r}")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gensci.cells.model import DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE
+from gensci.cells.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE
 from gensci.errors import ConfigError, DataError, FormatError, OutputExistsError
 from gensci.runtime import AccumulateOption, DeviceOption, OverwriteOption, SeedOption
 

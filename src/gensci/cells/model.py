@@ -51,8 +51,7 @@ FORMAT = "gensci.cells/1"
 OUTPUTS = ("decoded", "residual")
 # One default for the API, the CLI (`cells train --max-epochs`) and the study's "full" scale;
 # early stopping (patience 25 epochs) usually ends training before it.
-DEFAULT_MAX_EPOCHS = 200
-DEFAULT_PATIENCE = 25
+from gensci.cells.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE  # noqa: E402  (re-exported)
 
 
 def leave_out(adata, cell_type: str):  # type: ignore[no-untyped-def]
