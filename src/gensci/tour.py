@@ -69,8 +69,10 @@ TOUR_TOL = 1e-3  # the relative L2 error the refined answers must meet
 
 
 def step_poisson(out: Path, s: TourSettings) -> str:
-    """The shipped Poisson surrogate on source families in and out of its training mixture, its
-    truth-free error estimate, and refinement to a tolerance."""
+    """The shipped Poisson surrogate in and out of its training families, checked and refined.
+
+    Every answer gets the truth-free error estimate; multigrid CG refines it to TOUR_TOL.
+    """
     from gensci.poisson.data import HELD_OUT, MIXTURE, make_dataset
     from gensci.poisson.study import (
         check_and_refine,

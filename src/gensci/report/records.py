@@ -72,7 +72,7 @@ def record_poisson(out: Path, table: dict[str, Any], note: str = "") -> str:
     best = min((r for r in rows if r["method"] != "exact"),
                key=lambda r: r["rel L2 (mean)"] or float("inf"), default=None)
     summary = note + (f"best surrogate {best['method']}: relative L2 error "
-                      f"{best['rel L2 (mean)']:.3f} on {table['n_examples']} fields"
+                      f"{best['rel L2 (mean)']:.3g} on {table['n_examples']} fields"
                       if best else "exact solver only")
     figures = [(p.name, "source, exact solution, each surrogate, its error and its PDE residual")
                for p in sorted(out.glob("*.png"))]
