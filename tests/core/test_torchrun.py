@@ -58,7 +58,7 @@ COMMANDS = {
     "cells": (["cells", "train", "{root}/cells.h5ad", "--latent-dim", 2, "--hidden", "8",
                "--max-epochs", 1, "--batch-size", 64], "model.safetensors"),
     "protein": (["protein", "train", "fn3", "--latent-dim", 2, "--hidden", "8", "--steps", 3,
-                 "--batch-size", 8], "generator.safetensors"),
+                 "--batch-size", 8], "model.safetensors"),
     "symmetry": (["symmetry", "train", "--data", "digits", "--channels", "4,4",
                   "--latent-fields", 2, "--n-train", 64, "--steps", 3, "--batch-size", 8],
                  "model.safetensors"),
