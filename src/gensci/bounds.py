@@ -89,6 +89,7 @@ BOUNDS: dict[str, Bound] = {
     "dropout": FRACTION_BELOW_ONE,
     "identity": FRACTION_ABOVE_ZERO,
     "rule_quantile": Bound(lo=0, hi=0.5, hi_open=True),  # protein: calibrated rule bands
+    **dict.fromkeys(("n_passing", "max_draws"), COUNT),  # protein design
     **dict.fromkeys(("latent_fields", "n_train", "restarts"), COUNT),  # symmetry
     # cells data kang: gene and cell counts of the prepared Kang 2018 data
     **dict.fromkeys(("n_top_genes", "n_per_condition"), Bound(lo=50)),

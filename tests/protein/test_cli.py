@@ -65,6 +65,27 @@ def test_design_writes_fasta_and_metrics(trained: Path, tmp_path: Path) -> None:
     assert "alignment of 117 columns" in str(other.exception)
 
 
+def test_design_n_passing_draws_until_enough_pass(trained: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("novelty: [0.2, 0.95]\n")
+    # one draw of 10 at temperature 1 does not give 12 passing designs; the command draws on
+    out = tmp_path / "p"
+    res = invoke("design", trained, "--out", out, "-n", "10", "--n-passing", "12",
+                 "--temperature", "1.0", "--rules", rules, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 12 and all(r["passed"] == "True" for r in rows)
+    records = (out / "designs.fasta").read_text().split(">")[1:]
+    seqs = ["".join(r.splitlines()[1:]) for r in records]
+    assert len(seqs) == 12 and len(set(seqs)) == 12  # unique across draws
+    assert "12 passing designs from" in res.output
+    # a deterministic draw (argmax decoding) repeats itself: it stops and says it fell short
+    res = invoke("design", trained, "--out", tmp_path / "q", "-n", "3", "--n-passing", "50",
+                 "--near", "TENA_CHICK/1495-1571", "--to", "LAR_DROME/710-800", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert "fewer than asked" in res.output
+
+
 def test_score_writes_delta_elbo(trained: Path, tmp_path: Path) -> None:
     mutants = tmp_path / "m.csv"
     mutants.write_text("mutant,DMS_score\nS418A,0.1\nA419C,0.3\nS418A:P420W,-1\nR421A,0\n")

@@ -226,7 +226,15 @@ def train_cmd(
 def design_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="model.safetensors (or its folder)")],
     out: Annotated[Path, typer.Option("--out", help="output folder")],
-    n: Annotated[int, typer.Option("-n", "--n", help="number of designs")] = 100,
+    n: Annotated[int, typer.Option("-n", "--n", help="number of designs (per draw)")] = 100,
+    n_passing: Annotated[
+        int | None,
+        typer.Option("--n-passing", help="draw -n designs at a time until this many pass every "
+                                         "rule; write only those"),
+    ] = None,
+    max_draws: Annotated[
+        int, typer.Option("--max-draws", help="with --n-passing: give up after this many draws")
+    ] = 50,
     temperature: Annotated[
         float, typer.Option("--temperature", help="0 = argmax; > 0 samples each position")
     ] = 0.0,
@@ -282,14 +290,23 @@ def design_cmd(
     if alignment is not None:
         source = match_alignment(meta, read_alignment(alignment))
     codes = source.encode()
-    if near is None:
-        result = design(model, n, "prior", temperature, seed)
-    elif to is None:
-        result = design(model, n, "near", temperature, seed, [codes[source.index(near)]], scale)
-    else:
+
+    def draw(draw_seed: int, prefix: str) -> Designs:
+        if near is None:
+            return design(model, n, "prior", temperature, draw_seed, prefix=prefix)
+        if to is None:
+            return design(model, n, "near", temperature, draw_seed,
+                          [codes[source.index(near)]], scale, prefix=prefix)
         pair = [codes[source.index(near)], codes[source.index(to)]]
-        result = design(model, n, "line", temperature, seed, pair)
-    rows = assess(result, meta, the_rules, hmm, evalue)
+        return design(model, n, "line", temperature, draw_seed, pair, prefix=prefix)
+
+    if n_passing is None:
+        result = draw(seed, "design")
+        rows = assess(result, meta, the_rules, hmm, evalue)
+    else:
+        result, rows = _draw_until_passing(draw, n_passing, max_draws, seed,
+                                           lambda d: assess(d, meta, the_rules, hmm, evalue),
+                                           model.config.latent_dim, meta.length)
     write_fasta_rows(out_dir, result, rows, overwrite)
     write_csv(out_dir / "metrics.csv", rows, overwrite=overwrite)
     s = summarise(rows, evalue)
@@ -308,6 +325,37 @@ def design_cmd(
         f"{s['passed'].get('n', 0)} pass every rule; median identity "
         f"{s['all'].get('median_identity', float('nan')):.2f}{extra} -> {out_dir}"
     )
+
+
+def _draw_until_passing(draw: Any, n_passing: int, max_draws: int, seed: int, assess: Any,
+                        latent_dim: int, length: int) -> tuple[Designs, list[dict[str, Any]]]:
+    """Draw batches of designs (seeds seed, seed + 1, ...) until n_passing unique ones pass every
+    rule, or max_draws draws were made, or a draw brings nothing new; return the passing ones."""
+    from gensci.protein.design import concat, select
+
+    kept: list[Designs] = []
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    drawn = 0
+    for k in range(max_draws):
+        batch = draw(seed + k, f"design{k}")
+        drawn += len(batch)
+        fresh = [i for i, q in enumerate(batch.sequences) if q not in seen]
+        seen.update(batch.sequences)
+        if not fresh:
+            break
+        batch = select(batch, fresh)
+        batch_rows = assess(batch)
+        good = [i for i, r in enumerate(batch_rows) if r["passed"]]
+        good = good[: n_passing - len(rows)]
+        kept.append(select(batch, good))
+        rows += [batch_rows[i] for i in good]
+        if len(rows) >= n_passing:
+            break
+    typer.echo(f"--n-passing {n_passing}: {len(rows)} passing designs from {drawn} drawn "
+               f"in {k + 1} draws" + ("" if len(rows) >= n_passing else
+                                      " (fewer than asked: raise --max-draws or --temperature)"))
+    return concat(kept, latent_dim, length), rows
 
 
 def write_fasta_rows(

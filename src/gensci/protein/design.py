@@ -121,6 +121,24 @@ def finish(
     )
 
 
+def select(designs: Designs, index: Sequence[int]) -> Designs:
+    """Return the designs at `index`, in that order."""
+    idx = list(index)
+    return Designs(ids=[designs.ids[i] for i in idx], aligned=[designs.aligned[i] for i in idx],
+                   sequences=[designs.sequences[i] for i in idx], z=designs.z[idx],
+                   codes=designs.codes[idx])
+
+
+def concat(parts: Sequence[Designs], latent_dim: int, length: int) -> Designs:
+    """Return the designs of `parts` one after another."""
+    return Designs(ids=[i for p in parts for i in p.ids],
+                   aligned=[a for p in parts for a in p.aligned],
+                   sequences=[q for p in parts for q in p.sequences],
+                   z=np.concatenate([p.z for p in parts]) if parts else np.zeros((0, latent_dim)),
+                   codes=(np.concatenate([p.codes for p in parts]) if parts
+                          else np.zeros((0, length), dtype=np.int64)))
+
+
 def design(
     model: VAE,
     n: int,
