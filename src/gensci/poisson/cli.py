@@ -182,6 +182,10 @@ def _trust_and_refine(rho: np.ndarray, boundary: np.ndarray | None, phi: np.ndar
     if tol is not None and flagged.any():
         typer.echo(f"refined {int(flagged.sum())} answers by multigrid-preconditioned CG "
                    f"({iterations} iterations in all): estimated error now max {after.max():.3g}")
+        if after.max() > tol:
+            typer.secho(f"warning: {int((after > tol).sum())} answers still miss --tol {tol:g} "
+                        "after the refinement's rounds; check them (estimated_error_after)",
+                        err=True, fg="yellow")
     return phi, {"estimated_error": est, "flagged": flagged, "estimated_error_after": after}
 
 
