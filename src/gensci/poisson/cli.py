@@ -173,7 +173,7 @@ def _trust_and_refine(rho: np.ndarray, boundary: np.ndarray | None, phi: np.ndar
     from gensci.poisson.study import check_and_refine
 
     limit = DEFAULT_TRUST_TOL if tol is None else tol
-    phi, est, after, iterations = check_and_refine(rho, boundary, phi, tol)
+    phi, est, after, iterations = check_and_refine(rho, boundary, phi, tol, progress=True)
     flagged = est > limit
     typer.echo(f"estimated relative error (no truth needed): median {np.median(est):.3g}, max "
                f"{est.max():.3g}; {int(flagged.sum())} of {len(est)} answers above {limit:g}"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from gensci import checkpoint
 from gensci.errors import CheckpointError, ConfigError
@@ -130,7 +131,8 @@ def load_surrogate(path: str | Path, device: str | None = None) -> PoissonSurrog
 
 
 def check_and_refine(rho: np.ndarray, boundary: np.ndarray | None, phi: np.ndarray,
-                     tol: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                     tol: float | None = None, progress: bool = False,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Estimate each answer's relative L2 error without the truth; refine those above tol.
 
     rho, phi: (B, N, N); boundary: (B, N, N) or None. Returns (phi refined where its estimate
@@ -149,7 +151,7 @@ def check_and_refine(rho: np.ndarray, boundary: np.ndarray | None, phi: np.ndarr
     phi = np.array(phi, dtype=np.float64)
     est, after = np.empty(len(phi)), np.empty(len(phi))
     iterations = 0
-    for i in range(len(phi)):
+    for i in tqdm(range(len(phi)), desc="checking answers", disable=not progress):
         g = None if boundary is None else boundary[i]
         b = system.rhs(rho[i], g)
         u = system.gather(phi[i])
