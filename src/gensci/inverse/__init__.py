@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from gensci.inverse.astra import AstraFanBeam, AstraParallelBeam
 from gensci.inverse.discrepancy import check_discrepancy, discrepancy_ratio, morozov_choice
+from gensci.inverse.fan_beam import FanBeam, fan_fbp
 from gensci.inverse.fbp import fbp
+from gensci.inverse.noise import GaussianNoise, PoissonNoise
 from gensci.inverse.nullspace import conjugate_gradient, pseudo_inverse, range_null_split
 from gensci.inverse.operators import FiniteDifference, LinearOperator, adjointness_error
 from gensci.inverse.parallel_beam import ParallelBeam
@@ -17,14 +20,20 @@ from gensci.inverse.radon import Radon, parse_angles
 from gensci.inverse.tv import tv_pdhg
 
 __all__ = [
+    "AstraFanBeam",
+    "AstraParallelBeam",
+    "FanBeam",
     "FiniteDifference",
+    "GaussianNoise",
     "LinearOperator",
     "ParallelBeam",
+    "PoissonNoise",
     "Radon",
     "adjointness_error",
     "check_discrepancy",
     "conjugate_gradient",
     "discrepancy_ratio",
+    "fan_fbp",
     "fbp",
     "morozov_choice",
     "parse_angles",

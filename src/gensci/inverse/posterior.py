@@ -25,6 +25,11 @@ Both samplers compose a score, prior + likelihood, and hand it to the core sampl
     x0_hat along the measured directions first, so the null space keeps the prior's content.
     No gradient through the network, so a step costs one network call.
 
+Each sampler takes optional `weights` w, the inverse variance of each measurement (photon-count
+data, gensci.inverse.noise): the likelihood becomes 1/2 sum w (A x - y)^2. (a) uses w in place
+of 1 / sigma_y^2 per measurement; (b) and (c) weight their residual by w noise_std^2, which is 1
+for Gaussian noise, so zeta and lam keep their meaning when noise_std is the effective std.
+
 The model may work in its own intensity scale: u = scale * x + shift (e.g. u = 2x - 1 for images
 in [0, 1]); `DiffusionPrior` carries that map, and results come back in image units x.
 """
@@ -72,7 +77,14 @@ def _summarise(samples: torch.Tensor) -> PosteriorResult:
     return PosteriorResult(samples=samples, mean=samples.mean(0, keepdim=True), std=std)
 
 
-def _check(op: LinearOperator, y: torch.Tensor, noise_std: float, n_samples: int) -> None:
+def _check(
+    op: LinearOperator,
+    y: torch.Tensor,
+    noise_std: float,
+    n_samples: int,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """Check the inputs; return the weights (if any) on y's device and dtype."""
     op.check_output(y, "sinogram")
     if y.shape[0] != 1:
         raise ConfigError(f"sample the posterior of one sinogram at a time, got batch {y.shape[0]}")
@@ -81,6 +93,12 @@ def _check(op: LinearOperator, y: torch.Tensor, noise_std: float, n_samples: int
         raise ConfigError(f"noise_std={noise_std} must be > 0 (the likelihood's std)")
     if n_samples < 1:
         raise ConfigError(f"n_samples={n_samples} must be >= 1")
+    if weights is None:
+        return None
+    from gensci.inverse.noise import check_weights
+
+    check_weights(weights, y)
+    return weights.to(y.device, y.dtype)
 
 
 def score_posterior(
@@ -94,15 +112,17 @@ def score_posterior(
     cg_iterations: int = 10,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    weights: torch.Tensor | None = None,
     **sampler_kwargs: float,
 ) -> PosteriorResult:
     """Return K = n_samples posterior samples of x given y: (1, *out_shape), score-based sampler.
 
     `sampler` is one of the core samplers ('em', 'pc', 'langevin'); `steps` its step count (for
     'langevin': the number of noise levels). The likelihood score is taken at the end of the
-    step (semi-implicit), solved by `cg_iterations` CG iterations.
+    step (semi-implicit), solved by `cg_iterations` CG iterations. weights: (1, *out_shape), the
+    inverse variance of each measurement (None: 1 / noise_std^2 everywhere).
     """
-    _check(op, y, noise_std, n_samples)
+    wts = _check(op, y, noise_std, n_samples, weights)
     if sampler not in ("em", "pc", "langevin"):
         raise ConfigError(f"unknown sampler {sampler!r}; choose one of ['em', 'langevin', 'pc']")
     if steps < 1:
@@ -123,11 +143,22 @@ def score_posterior(
         h = _bcast(g**2 * dt, u)  # the step the reverse SDE takes along the score
         w = h * k**2 / _bcast(var, u)  # curvature of the likelihood times the step
         residual = yk - op.forward(prior.to_image(u / _bcast(alpha, u)))
-        rhs = h * k * op.adjoint(residual) / _bcast(var, u)
-        # solve (I + w A^T A) d = rhs: the displacement whose end point the likelihood score uses
-        d = conjugate_gradient(
-            lambda v: v + w * op.normal(v), rhs, iterations=cg_iterations, tol=1e-4
-        )
+        if wts is None:
+            rhs = h * k * op.adjoint(residual) / _bcast(var, u)
+            # solve (I + w A^T A) d = rhs: the displacement whose end point the score uses
+            d = conjugate_gradient(
+                lambda v: v + w * op.normal(v), rhs, iterations=cg_iterations, tol=1e-4
+            )
+        else:
+            # per measurement 1 / (1 / w_i + c std^2 / alpha^2): the precision of y_i given x_t
+            blur = gain_sq * (std / (alpha * prior.scale)) ** 2
+            prec = wts / (1.0 + wts * _bcast(blur, residual))
+            hk2 = h * k**2
+            rhs = h * k * op.adjoint(prec * residual)
+            d = conjugate_gradient(
+                lambda v: v + hk2 * op.adjoint(prec * op.forward(v)), rhs,
+                iterations=cg_iterations, tol=1e-4,
+            )
         return model.score(u, t) + d / h
 
     kwargs = dict(sampler_kwargs)
@@ -155,14 +186,17 @@ def dps_posterior(
     op_norm: float | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    weights: torch.Tensor | None = None,
 ) -> PosteriorResult:
     """Return K = n_samples DPS samples of x given y: (1, *out_shape) (reverse SDE, Euler-Maruyama).
 
     Each reverse step moves x_t by -(zeta / ||A||) grad_{x_t} ||y - A x0_hat(x_t)||: Chung et al.'s
     step zeta_i = zeta' / ||y - A x0_hat|| on the squared residual, with zeta' = zeta / (2 ||A||)
-    so that zeta is free of the operator's scale. noise_std is checked only.
+    so that zeta is free of the operator's scale. noise_std is checked only, or, with weights
+    (inverse variances), scales them: the residual is weighted by sqrt(w) noise_std.
     """
-    _check(op, y, noise_std, n_samples)
+    wts = _check(op, y, noise_std, n_samples, weights)
+    root_w = None if wts is None else (wts * noise_std**2).sqrt()
     if zeta <= 0:
         raise ConfigError(f"DPS step zeta={zeta} must be > 0")
     model, sde = prior.model, prior.model.sde
@@ -177,7 +211,8 @@ def dps_posterior(
             std = _bcast(sde.std(t), u)
             eps = model.eps(u_req, t)
             x0_hat = prior.to_image((u_req - std * eps) / alpha)
-            residual = (yk - op.forward(x0_hat)).flatten(1).norm(dim=1)
+            r = yk - op.forward(x0_hat)
+            residual = (r if root_w is None else root_w * r).flatten(1).norm(dim=1)
             (grad,) = torch.autograd.grad(residual.sum(), u_req)
         _, g = sde.sde(u, t)
         # the EM step adds g^2 dt * score, so this term moves u by exactly -step * grad
@@ -210,6 +245,7 @@ def dds_posterior(
     op_norm: float | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    weights: torch.Tensor | None = None,
 ) -> PosteriorResult:
     """Return K = n_samples DDS samples of x given y: (1, *out_shape).
 
@@ -218,16 +254,23 @@ def dds_posterior(
     lam ||A||^2 x0_hat; the few iterations and lam keep the noise out (noise_std is checked only).
     final_consistency: also correct the last estimate (off: the answer is the prior's denoiser
     output, which the previous steps have already brought to the data; a single step is always
-    corrected).
+    corrected). weights (inverse variances): A^T A and A^T y become A^T V A and A^T V y with
+    V = w noise_std^2 (1 for Gaussian noise).
     """
-    _check(op, y, noise_std, n_samples)
+    wts = _check(op, y, noise_std, n_samples, weights)
+    rel = None if wts is None else wts * noise_std**2
     if steps < 1 or cg_iterations < 1:
         raise ConfigError(f"steps={steps} and cg_iterations={cg_iterations} must be >= 1")
     if lam < 0 or not 0 <= eta <= 1:
         raise ConfigError(f"lam={lam} must be >= 0 and eta={eta} in [0, 1]")
     model, sde = prior.model, prior.model.sde
     ridge = lam * (op_norm if op_norm is not None else op.norm()) ** 2
-    aty = op.adjoint(y.expand(n_samples, *y.shape[1:]))
+    yk = y.expand(n_samples, *y.shape[1:])
+    aty = op.adjoint(yk if rel is None else rel * yk)
+
+    def normal(v: torch.Tensor) -> torch.Tensor:
+        return op.normal(v) if rel is None else op.adjoint(rel * op.forward(v))
+
     last_t = float(sde.eps) + 1.5 * (sde.T - sde.eps) / steps  # the last step starts at eps + dt
 
     def consistent(u0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -235,7 +278,7 @@ def dds_posterior(
             return u0
         x0 = prior.to_image(u0)
         x = conjugate_gradient(
-            lambda v: op.normal(v) + ridge * v, aty + ridge * x0, x0=x0,
+            lambda v: normal(v) + ridge * v, aty + ridge * x0, x0=x0,
             iterations=cg_iterations, tol=1e-10,
         )
         return (x * prior.scale + prior.shift).to(u0.dtype)

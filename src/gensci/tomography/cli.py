@@ -37,7 +37,12 @@ def _mults(text: str) -> tuple[int, ...]:
 def train_prior_cmd(
     out: Annotated[Path, typer.Option("--out", help="folder for prior.safetensors and train/")],
     data: Annotated[
-        str, typer.Option("--data", help="'mni152' or a NIfTI volume / .npy stack (S, H, W)")
+        str,
+        typer.Option(
+            "--data",
+            help="'mni152', or NIfTI volumes / DICOM folders / .npy stacks (S, H, W), "
+            "comma-separated",
+        ),
     ] = "mni152",
     kind: Annotated[str, typer.Option("--kind", help="diffusion | vae")] = "diffusion",
     resolution: Annotated[int, typer.Option("--resolution", help="slice side N")] = 64,
@@ -65,6 +70,13 @@ def train_prior_cmd(
     augment: Annotated[
         int, typer.Option("--augment", help="random affine copies per training slice")
     ] = 0,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            help="'LO,HI' HU window mapped to [0, 1] (CT data), stored in the prior's metadata",
+        ),
+    ] = None,
     accumulate: AccumulateOption = 1,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
@@ -73,7 +85,8 @@ def train_prior_cmd(
     """Train a diffusion (or VAE) prior on axial slices; resumes from OUT/train/last.pt."""
     from gensci import budget
     from gensci.runtime import init_distributed, is_main_process, resolve_device
-    from gensci.tomography.data import load_split
+    from gensci.tomography.data import data_sources, load_split
+    from gensci.tomography.io import parse_window
     from gensci.tomography.prior import PriorSpec, train_prior
 
     init_distributed(resolve_device(device))  # under torchrun: before any rank looks at --out
@@ -83,17 +96,22 @@ def train_prior_cmd(
         lr_schedule=lr_schedule, schedule_steps=schedule_steps,
         base_channels=base_channels, channel_mults=_mults(channel_mults), latent_dim=latent_dim,
         seed=seed, checkpoint_every=checkpoint_every, augment=augment, accumulate=accumulate,
+        window=parse_window(window) if window is not None else None,
     )
-    shape = (197, 233, 189) if data.lower() == "mni152" else budget.peek_shape(data)
-    if shape is not None and len(shape) == 3:
-        volume = data.lower().endswith((".nii", ".nii.gz")) or data.lower() == "mni152"
+    sources = data_sources(data)
+    peeked = [(197, 233, 189) if s.lower() == "mni152" else budget.peek_shape(s) for s in sources]
+    shapes = [sh for sh in peeked if sh is not None and len(sh) == 3]
+    if len(shapes) == len(sources):
+        vols = [s.lower().endswith((".nii", ".nii.gz")) or s.lower() == "mni152" for s in sources]
+        n_slices = sum(sh[2] if v else sh[0] for sh, v in zip(shapes, vols, strict=True))
+        shape = max(shapes, key=budget.prod)
         dev = resolve_device(device)
         what = f"ct train-prior ({kind}) at {resolution} x {resolution}"
         hint = "lower --resolution, --batch-size, --augment, --base-channels or --latent-dim"
         budget.check_need(
             budget.ct_train_need(
                 kind, resolution, batch_size, base_channels, spec.channel_mults, latent_dim,
-                shape[2] if volume else shape[0], budget.prod(shape), augment,
+                n_slices, budget.prod(shape), augment,
                 cuda=dev.type == "cuda",
             ), what, hint, dev,
         )
@@ -102,7 +120,7 @@ def train_prior_cmd(
             budget.training_seconds(net, steps, batch_size, dev), f"{what} for {steps} steps",
             "lower --steps or --batch-size",
         )
-    split = load_split(data, resolution, heldout_centre, n_heldout)
+    split = load_split(data, resolution, heldout_centre, n_heldout, window=spec.window)
     if is_main_process():
         typer.echo(
             f"training a {kind} prior on {split.train.shape[0]} slices (x2 mirrored) of {data} "
@@ -128,8 +146,20 @@ def simulate_cmd(
         str, typer.Option("--angles", help="'start:stop:count' in degrees, or a list '0,45,90'")
     ] = "0:90:60",
     noise: Annotated[
-        float, typer.Option("--noise", help="noise std as a fraction of max|Ax|")
-    ] = 0.01,
+        float | None,
+        typer.Option("--noise", help="Gaussian noise std as a fraction of max|Ax| (default 0.01)"),
+    ] = None,
+    photons: Annotated[
+        float | None,
+        typer.Option(
+            "--photons",
+            help="photon-count noise instead: I0 counts per ray (1e4 low dose, 1e5 normal)",
+        ),
+    ] = None,
+    fov: Annotated[
+        float,
+        typer.Option("--fov", help="--photons: field of view of the image in mm (sets mu_scale)"),
+    ] = 250.0,
     resolution: Annotated[
         int | None, typer.Option("--resolution", help="resize to N x N first (default: keep)")
     ] = None,
@@ -156,11 +186,13 @@ def simulate_cmd(
     """Simulate a noisy parallel-beam sinogram of IMAGE; writes OUT (.npz) with the truth.
 
     The image keeps its own values unless --window or --normalise says otherwise; the map used,
-    the source path and the (resized) truth are stored beside the sinogram.
+    the source path and the (resized) truth are stored beside the sinogram. --photons I0 draws
+    counts I ~ Poisson(I0 exp(-mu_scale A x)) and stores the post-log sinogram with the counts
+    (mu_scale: water attenuation x pixel size from --fov x window width / 1000 HU).
     """
 
     from gensci import budget
-    from gensci.errors import ConfigError, FormatError, ShapeError
+    from gensci.errors import ConfigError, DataError, FormatError, ShapeError
     from gensci.inverse.radon import parse_angles
     from gensci.runtime import check_writable
     from gensci.tomography.io import apply_window, normalise, parse_window, read_image
@@ -169,6 +201,11 @@ def simulate_cmd(
         raise FormatError(f"--out {out} must end in .npz (the sinogram is stored with its angles)")
     check_writable(out, overwrite)
     theta = parse_angles(angles)
+    if noise is not None and photons is not None:
+        raise ConfigError("give --noise (Gaussian) or --photons (photon counts), not both")
+    if photons is not None and not photons > 0:
+        raise ConfigError(f"--photons {photons} must be > 0 (e.g. 1e4 low dose, 1e5 normal)")
+    noise = 0.01 if noise is None else noise
     if noise < 0:
         raise ConfigError(f"--noise {noise} must be >= 0")
     if window is not None and normalise_image:
@@ -191,6 +228,11 @@ def simulate_cmd(
         img, intensity = normalise(img), "normalise"
     else:
         intensity = "own"
+    if photons is not None and float(img.min()) < 0:
+        raise DataError(
+            f"--photons needs a non-negative attenuation image, but {image} has values down to "
+            f"{float(img.min()):.4g}; map it with --window LO,HI (e.g. -1000,1000 for HU)"
+        )
     side = resolution if resolution is not None else img.shape[0]
     budget.check_need(
         budget.ct_simulate_need(
@@ -201,9 +243,11 @@ def simulate_cmd(
     )
     if resolution is None and img.shape[0] != img.shape[1]:
         raise ShapeError(f"image is {img.shape}; give --resolution N to pad and resize it to N x N")
+    from gensci.inverse.noise import mu_scale_for
     from gensci.tomography.study import simulate_image
 
-    sino = simulate_image(img, theta, noise, resolution, n_det, seed)
+    mu_scale = mu_scale_for(side, fov, win if intensity == "window" else None)
+    sino = simulate_image(img, theta, noise, resolution, n_det, seed, photons, mu_scale)
     sino.truth_path = str(image.resolve())
     sino.intensity, sino.window = intensity, win
     from gensci.tomography.io import write_sinogram
@@ -211,9 +255,19 @@ def simulate_cmd(
     write_sinogram(out, sino, overwrite)
     assert sino.truth is not None
     lo, hi = float(sino.truth.min()), float(sino.truth.max())
+    noise_text = f"noise std {sino.noise_std:.4g}"
+    if sino.counts is not None:
+        import numpy as np
+
+        line = -np.log(np.clip(sino.counts, 0.5, None) / float(photons or 1))
+        noise_text = (
+            f"photon counts, I0 = {photons:g}, mu_scale {mu_scale:.4g} per pixel (line integrals "
+            f"up to {float(line.max()):.3g}, {int((sino.counts == 0).sum())} rays counted 0); "
+            f"effective std {sino.noise_std:.4g}"
+        )
     typer.echo(
-        f"wrote {out}: {sino.data.shape[0]} bins x {len(theta)} views, noise std "
-        f"{sino.noise_std:.4g}; image values in [{lo:.4g}, {hi:.4g}] ({intensity} scale)"
+        f"wrote {out}: {sino.data.shape[0]} bins x {len(theta)} views, {noise_text}; image "
+        f"values in [{lo:.4g}, {hi:.4g}] ({intensity} scale)"
     )
     if intensity == "own" and (hi > 1.5 or lo < -0.5):
         typer.echo(
@@ -292,6 +346,13 @@ def reconstruct_cmd(
             help="largest accepted ||Ax - y||^2 / (m sigma^2) (default: calibrated value)",
         ),
     ] = None,
+    force_window: Annotated[
+        bool,
+        typer.Option(
+            "--force-window",
+            help="use a prior trained on another intensity window than the data's (a warning)",
+        ),
+    ] = False,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     overwrite: OverwriteOption = False,
@@ -307,7 +368,12 @@ def reconstruct_cmd(
     from gensci.inverse.radon import Radon, padded_size, parse_angles
     from gensci.runtime import prepare_out_dir, resolve_device
     from gensci.tomography.io import read_sinogram
-    from gensci.tomography.prior import load_diffusion_prior, load_vae_prior, shipped_prior
+    from gensci.tomography.prior import (
+        check_prior_window,
+        load_diffusion_prior,
+        load_vae_prior,
+        shipped_prior,
+    )
     from gensci.tomography.study import (
         METHODS,
         PRIOR_METHODS,
@@ -334,6 +400,19 @@ def reconstruct_cmd(
     std = noise_std if noise_std is not None else sino.noise_std
     if method != "fbp" and (std is None or std <= 0):
         raise ConfigError(f"--method {method} needs the noise std; give --noise-std (got {std})")
+    # photon-count data: the weighted likelihood w = I mu_scale^2, unless --noise-std overrides
+    weights_np = sino.weights() if noise_std is None and method not in ("fbp", "latent") else None
+    if weights_np is not None:
+        noise_line = (
+            f"noise model: poisson (I0 = {sino.photons:g}, mu_scale {sino.mu_scale:.4g}): "
+            f"weighted likelihood w = counts * mu_scale^2, effective std {std:.4g}"
+        )
+    elif sino.noise_model == "poisson":
+        why = "--noise-std given" if noise_std is not None else f"{method} is unweighted"
+        noise_line = f"noise model: gaussian, std {std:.4g} (photon-count data; {why})"
+    else:
+        noise_line = "noise model: gaussian" + (f", std {std:.4g}" if std else "")
+    typer.echo(noise_line)
     truth_img = read_truth(truth, n) if truth is not None else None
     settings = MethodSettings(
         fbp_filter=filter_name, tv_weight=weights[0], samples=samples, dps_zeta=dps_zeta,
@@ -357,6 +436,9 @@ def reconstruct_cmd(
             vae = load_vae_prior(prior, n, dev)
         else:
             diffusion = load_diffusion_prior(prior, n, dev)
+        note = check_prior_window(prior, sino.intensity, sino.window, force_window)
+        if note:
+            typer.echo(note)
     unet = budget.unet_of(diffusion.model.config, n, n) if diffusion is not None else None
     vae_net = budget.vae_of(vae.config) if vae is not None else None
     views = len(sino.angles)
@@ -389,7 +471,9 @@ def reconstruct_cmd(
         method, op, y, float(std or 0.0), settings, weights, prior=diffusion, vae=vae,
         generator=gen, check=check, threshold=discrepancy_threshold, truth=truth_img,
         progress=True,
+        weights=None if weights_np is None else torch.from_numpy(weights_np)[None, None].to(dev),
     )
+    result.report["noise_model"] = noise_line.removeprefix("noise model: ")
     _write_result(out_dir, result, overwrite)
     for line in result.summary_lines():
         typer.echo(line)

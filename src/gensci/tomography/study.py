@@ -27,6 +27,7 @@ from gensci.errors import CheckpointError, ConfigError, DataError, check_finite
 from gensci.inverse.discrepancy import discrepancy_ratio, morozov_choice
 from gensci.inverse.fbp import FILTERS, fbp
 from gensci.inverse.latent import latent_map
+from gensci.inverse.noise import PoissonNoise, effective_std, mu_scale_for
 from gensci.inverse.nullspace import range_null_split
 from gensci.inverse.posterior import (
     DiffusionPrior,
@@ -76,6 +77,13 @@ class MethodSettings:
 # DDS proximal weight per image size, chosen on the guard-gap slices z = 80..83, 96..99 (never on
 # the held-out block) with the shipped priors; other sizes take the nearest entry.
 DDS_LAM = {64: 0.01, 128: 0.03}
+
+
+# DDS CG iterations per step under a weighted (photon-count) likelihood: its normal operator
+# A^T W A is worse conditioned than A^T A, and 5 iterations (the Gaussian setting) leave the
+# posterior mean short of the data; chosen on the guard-gap slices z = 80, 99 at I0 = 1e4, 64 x 64,
+# shipped prior (benchmarks/results/tomography_photons_cg.json, docs/tomography.md).
+DDS_WEIGHTED_CG_ITERATIONS = 10
 
 
 def dds_lam_for(n: int) -> float:
@@ -128,6 +136,16 @@ def simulate(
     return clean + std * noise, std
 
 
+def simulate_counts(
+    op: Radon, image: torch.Tensor, noise: PoissonNoise, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (post-log sinogram y, photon counts I), each (1, 1, n_det, n_angles), of image
+    (1, 1, N, N) under `noise`: I ~ Poisson(I0 exp(-mu_scale A x)), y = -log(I / I0) / mu_scale."""
+    check_finite(image, "image")
+    counts = noise.simulate(op(image), generator)
+    return noise.post_log(counts), counts
+
+
 def simulate_image(
     image: np.ndarray,
     angles: np.ndarray,
@@ -135,6 +153,8 @@ def simulate_image(
     resolution: int | None = None,
     n_det: int | None = None,
     seed: int = 0,
+    photons: float | None = None,
+    mu_scale: float | None = None,
 ) -> Sinogram:
     """Return the Sinogram (with its truth (N, N)) of a 2-D image (H, W) on its own scale.
 
@@ -142,6 +162,9 @@ def simulate_image(
     slices are); the noise model is the study's (`simulate`: Gaussian, std = noise_level *
     max|Ax|) drawn from a generator seeded with `seed`: the study's first slice uses seed
     `StudyConfig.seed`, so one slice gives the same sinogram both ways.
+
+    photons = I0 (with mu_scale, see gensci.inverse.noise): photon-count noise instead; the
+    Sinogram then holds the post-log data, the counts, and as noise_std the effective std.
     """
     from gensci.tomography.data import square_resize
 
@@ -150,6 +173,15 @@ def simulate_image(
         arr = np.asarray(square_resize(arr, resolution), dtype=np.float64)
     op = Radon(arr.shape[0], angles, n_det=n_det)
     gen = torch.Generator().manual_seed(seed)
+    if photons is not None:
+        noise = PoissonNoise(photons, mu_scale if mu_scale is not None else mu_scale_for(op.n))
+        y, counts = simulate_counts(op, torch.from_numpy(arr)[None, None], noise, gen)
+        return Sinogram(
+            y[0, 0].numpy(), np.asarray(angles, dtype=np.float64),
+            noise_std=effective_std(noise.weights(counts)), image_size=arr.shape[0], truth=arr,
+            noise_model="poisson", photons=noise.photons, mu_scale=noise.mu_scale,
+            counts=counts[0, 0].numpy(),
+        )
     y, std = simulate(op, torch.from_numpy(arr)[None, None], noise_level, gen)
     return Sinogram(
         y[0, 0].numpy(), np.asarray(angles, dtype=np.float64), noise_std=std,
@@ -169,8 +201,15 @@ def reconstruct(
     op_norm: float | None = None,
     tv_lam: float | None = None,
     progress: bool = False,
+    weights: torch.Tensor | None = None,
 ) -> Reconstruction:
-    """Return the reconstruction of y: (1, 1, n_det, n_angles) by `method` (one of METHODS)."""
+    """Return the reconstruction of y: (1, 1, n_det, n_angles) by `method` (one of METHODS).
+
+    weights: (1, 1, n_det, n_angles), the inverse variance of each measurement (photon-count
+    data, gensci.inverse.noise): TV and the samplers then use the weighted likelihood, with
+    noise_std the effective std (`effective_std`) that scales the TV weight; FBP and latent MAP
+    ignore them.
+    """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {METHODS}")
     check_finite(y, "sinogram")
@@ -184,12 +223,15 @@ def reconstruct(
     norm = op_norm if op_norm is not None or method == "fbp" else op.norm()
     start = time.perf_counter()
     post: PosteriorResult | None = None
+    wf = None if weights is None else weights.float()
     if method == "fbp":
         mean = fbp(op, y, settings.fbp_filter)
     elif method == "tv":
         lam = tv_lam if tv_lam is not None else tv_lambda(settings.tv_weight, noise_std)
+        rel = None if weights is None else weights * noise_std**2  # mean variance 1
         mean = tv_pdhg(
-            op, y, lam, iterations=settings.tv_iterations, op_norm=norm, progress=progress
+            op, y, lam, iterations=settings.tv_iterations, op_norm=norm, progress=progress,
+            weights=rel,
         ).x
     elif method == "langevin":
         assert prior is not None
@@ -197,24 +239,25 @@ def reconstruct(
         post = score_posterior(
             prior, op, y.float(), noise_std, n_samples=settings.samples,
             sampler=settings.sampler, steps=settings.sampler_steps,
-            generator=generator, progress=progress, **extra,
+            generator=generator, progress=progress, weights=wf, **extra,
         )
     elif method == "dps":
         assert prior is not None
         post = dps_posterior(
             prior, op, y.float(), noise_std, n_samples=settings.samples,
             steps=settings.dps_steps, zeta=settings.dps_zeta, op_norm=norm,
-            generator=generator, progress=progress,
+            generator=generator, progress=progress, weights=wf,
         )
     elif method == "dds":
         assert prior is not None
         post = dds_posterior(
             prior, op, y.float(), noise_std, n_samples=settings.samples,
             steps=settings.dds_steps, eta=settings.dds_eta,
-            cg_iterations=settings.dds_cg_iterations,
+            cg_iterations=settings.dds_cg_iterations if weights is None else max(
+                settings.dds_cg_iterations, DDS_WEIGHTED_CG_ITERATIONS),
             lam=settings.dds_lam if settings.dds_lam is not None else dds_lam_for(op.n),
             op_norm=norm,
-            generator=generator, progress=progress,
+            generator=generator, progress=progress, weights=wf,
         )
     else:
         assert vae is not None
@@ -335,6 +378,7 @@ def reconstruct_checked(
     threshold: float | None = None,
     truth: np.ndarray | None = None,
     progress: bool = False,
+    weights: torch.Tensor | None = None,
 ) -> CheckedResult:
     """Return `method`'s reconstruction of y: (1, 1, n_det, n_angles), held to the data.
 
@@ -343,7 +387,9 @@ def reconstruct_checked(
     discrepancy ratio is compared with `threshold` (default DISCREPANCY_THRESHOLD); when it is
     above and `check` is on, the answer falls back to TV (weight chosen the same way) and the flag
     says so. With `truth` (N, N) every candidate also gets PSNR / SSIM (and the std-error
-    Spearman for samplers).
+    Spearman for samplers). weights: the inverse variance of each measurement (photon counts):
+    every method that can uses the weighted likelihood, and the discrepancy ratio is
+    sum w (A x - y)^2 / m (`discrepancy_ratio`).
     """
     limit = DISCREPANCY_THRESHOLD if threshold is None else float(threshold)
     if limit <= 0:
@@ -352,7 +398,7 @@ def reconstruct_checked(
     report: dict[str, Any] = {"method": method, "noise_std": noise_std}
 
     def scored(rec: Reconstruction) -> dict[str, float]:
-        row = {"discrepancy": float(discrepancy_ratio(op, rec.mean, y, noise_std)[0])} if (
+        row = {"discrepancy": float(discrepancy_ratio(op, rec.mean, y, noise_std, weights)[0])} if (
             noise_std > 0) else {"discrepancy": float("nan")}
         if truth is not None:
             row.update(truth_scores(rec.mean, truth, rec.std))
@@ -365,7 +411,7 @@ def reconstruct_checked(
         for w in tv_weights:
             rec = reconstruct(
                 "tv", op, y, noise_std, settings, op_norm=norm, tv_lam=tv_lambda(w, noise_std),
-                progress=progress and len(tv_weights) == 1,
+                progress=progress and len(tv_weights) == 1, weights=weights,
             )
             sweep[w] = rec
             rows.append({"weight": w, **scored(rec)})
@@ -384,7 +430,7 @@ def reconstruct_checked(
     else:
         rec = reconstruct(
             method, op, y, noise_std, settings, prior=prior, vae=vae, generator=generator,
-            op_norm=norm, progress=progress,
+            op_norm=norm, progress=progress, weights=weights,
         )
         final, source = rec, method
         if method in PRIOR_METHODS:
