@@ -52,7 +52,11 @@ def test_stain_measures_rank_the_truth_first_and_the_anchors_run() -> None:
     src, ref = (tissue_tiles(conc, 1, 64, "test", s)[0] for s in (1, 2))
     rng = np.random.default_rng(0)
     (m_a, g_a), (m_b, g_b) = random_stains(rng), random_stains(rng)
-    source, reference, truth = restain(src, m_a, g_a), restain(ref, m_b, g_b), restain(src, m_b, g_b)
+    source, reference, truth = (
+        restain(src, m_a, g_a),
+        restain(ref, m_b, g_b),
+        restain(src, m_b, g_b),
+    )
     assert structure_ssim(truth, src[..., 0], m_b, g_b[0]) > 0.99
     assert stain_distance(truth, truth) == 0.0
     assert structure_ssim(source, src[..., 0], m_b, g_b[0]) < 0.99
@@ -70,6 +74,45 @@ def test_macenko_on_a_tile_without_stain_is_a_clear_data_error() -> None:
 
     blank = np.ones((32, 32, 3)) * 0.99
     conc = tissue_concentrations()
-    tissue = restain(tissue_tiles(conc, 1, 32, "test", 0)[0], *random_stains(np.random.default_rng(1)))
+    tissue = restain(
+        tissue_tiles(conc, 1, 32, "test", 0)[0], *random_stains(np.random.default_rng(1))
+    )
     with pytest.raises(DataError, match="Macenko"):
         macenko(blank, tissue)
+
+
+def test_slide_statistics_adain_keeps_the_structure_one_tile_adain_loses() -> None:
+    from gensci.style.study import stain_pairs
+    from gensci.style.task import adain_stain, stain_moments
+
+    pair = stain_pairs(tissue_concentrations(), "train", 1, 32, 4, seed=0)[0]
+    source, refs, srcs = pair["source"], pair["references"], pair["sources"]
+
+    def ssim(out: np.ndarray) -> float:
+        return structure_ssim(out, pair["conc"][..., 0], pair["stains"], pair["gains"][0])
+
+    pooled = adain_stain(source, stain_moments(srcs), stain_moments(refs))
+    # classic AdaIN: one tile's channel means and stds onto the other's
+    one_tile = adain_stain(
+        source, stain_moments(source), stain_moments(refs[0]), covariance=False, about_zero=False
+    )
+    assert ssim(pooled) > 0.9 > 0.5 > ssim(one_tile)
+    assert stain_distance(pooled, pair["truth"]) < stain_distance(one_tile, pair["truth"])
+    # the same statistics on both sides leave the tile as it was
+    same = stain_moments(srcs)
+    np.testing.assert_allclose(adain_stain(source, same, same), np.clip(source, 1e-3, 1), atol=1e-6)
+
+
+def test_pooled_anchors_with_the_tile_alone_are_torchstains_own() -> None:
+    conc = tissue_concentrations()
+    src, ref = (tissue_tiles(conc, 1, 32, "test", s)[0] for s in (3, 4))
+    rng = np.random.default_rng(2)
+    source, reference = restain(src, *random_stains(rng)), restain(ref, *random_stains(rng))
+    for method in (reinhard, macenko):
+        np.testing.assert_array_equal(
+            method(source, reference, [source]), method(source, reference)
+        )
+        # a reference given as several tiles is their pixels pooled
+        np.testing.assert_array_equal(
+            method(source, [reference[:16], reference[16:]]), method(source, reference)
+        )

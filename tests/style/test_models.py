@@ -21,8 +21,9 @@ from gensci.models.style import (
 )
 from gensci.train import TrainConfig, Trainer
 
-TINY = StyleGeneratorConfig(image_size=16, widths=(8, 8, 8), w_dim=8, latent_dim=4,
-                            encoder_widths=(8, 8))
+TINY = StyleGeneratorConfig(
+    image_size=16, widths=(8, 8, 8), w_dim=8, latent_dim=4, encoder_widths=(8, 8)
+)
 
 
 def test_adain_output_has_exactly_the_target_means_and_stds(gen: torch.Generator) -> None:
@@ -33,8 +34,9 @@ def test_adain_output_has_exactly_the_target_means_and_stds(gen: torch.Generator
     torch.testing.assert_close(mu[..., 0, 0], mean, atol=1e-5, rtol=0)
     torch.testing.assert_close(sigma[..., 0, 0], std, atol=1e-4, rtol=1e-4)
     y = torch.randn(3, 5, 4, 4, generator=gen) * 3 - 1
-    torch.testing.assert_close(channel_stats(adain_transfer(x, y))[1], channel_stats(y)[1],
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        channel_stats(adain_transfer(x, y))[1], channel_stats(y)[1], atol=1e-4, rtol=1e-4
+    )
     with pytest.raises(ShapeError):
         adain(x[0], mean, std)
 
@@ -68,10 +70,12 @@ def test_per_layer_style_changes_only_that_layer_and_what_follows(gen: torch.Gen
     for a, b in zip(f0[:2], f2[:2], strict=True):
         assert torch.equal(a, b)  # the layers before it are untouched, bit for bit
     assert (f0[2] - f2[2]).abs().max() > 1e-2 and (x0 - x2).abs().max() > 1e-2
+
     # in that layer only the channel statistics change: the normalised activations are the same
     def normalised(f: torch.Tensor) -> torch.Tensor:
         mu, sigma = channel_stats(f)
         return (f - mu) / sigma
+
     scale0 = model.blocks[2].adain.style(w[:, 2])[0]
     scale2 = model.blocks[2].adain.style(w2[:, 2])[0]
     sign = (scale0.sign() * scale2.sign())[..., None, None]
@@ -95,8 +99,14 @@ def test_entangled_twin_has_the_same_size_and_no_per_layer_styles(gen: torch.Gen
 
 
 def test_constant_input_generator_upsamples_to_the_image_size(gen: torch.Generator) -> None:
-    cfg = StyleGeneratorConfig(image_size=16, content_channels=0, widths=(8, 8, 8), w_dim=8,
-                               latent_dim=4, encoder_widths=(8,))
+    cfg = StyleGeneratorConfig(
+        image_size=16,
+        content_channels=0,
+        widths=(8, 8, 8),
+        w_dim=8,
+        latent_dim=4,
+        encoder_widths=(8,),
+    )
     model = StyleGenerator(cfg)
     assert model.sample(3, generator=gen).shape == (3, 3, 16, 16)
 
@@ -115,7 +125,9 @@ def test_style_vae_loss_falls_under_the_trainer(gen: torch.Generator) -> None:
         model.loss((data[0][:, :2], data[1]))
 
 
-def test_transfer_trains_autoencoder_then_decoder_with_a_frozen_encoder(gen: torch.Generator) -> None:
+def test_transfer_trains_autoencoder_then_decoder_with_a_frozen_encoder(
+    gen: torch.Generator,
+) -> None:
     x = torch.rand(32, 3, 16, 16, generator=gen)
     model = AdaINTransfer(AdaINTransferConfig(widths=(8, 8)))
     before = model.loss((x,)).item()
@@ -135,9 +147,14 @@ def test_generators_at_64_pixels_and_their_checkpoints_round_trip(tmp_path) -> N
     from gensci.style import task  # noqa: F401  (registers the style models)
 
     for content_channels in (1, 0):
-        cfg = StyleGeneratorConfig(image_size=64, content_channels=content_channels,
-                                   widths=(8, 8, 8, 8), w_dim=8, latent_dim=4,
-                                   encoder_widths=(8, 8, 8))
+        cfg = StyleGeneratorConfig(
+            image_size=64,
+            content_channels=content_channels,
+            widths=(8, 8, 8, 8),
+            w_dim=8,
+            latent_dim=4,
+            encoder_widths=(8, 8, 8),
+        )
         model = StyleGenerator(cfg)
         content = torch.ones(2, 1, 64, 64) if content_channels else None
         x = model.sample(2, content, torch.Generator().manual_seed(0))
@@ -146,3 +163,47 @@ def test_generators_at_64_pixels_and_their_checkpoints_round_trip(tmp_path) -> N
         again = checkpoint.load(path)
         y = again.sample(2, content, torch.Generator().manual_seed(0))
         assert torch.equal(x, y)
+
+
+def test_pooled_moments_are_those_of_the_concatenated_tiles(gen: torch.Generator) -> None:
+    from gensci.errors import DataError
+    from gensci.models.style import pooled_moments
+
+    a, b = torch.randn(1, 3, 5, 4, generator=gen), torch.randn(2, 3, 5, 7, generator=gen) + 1
+    mean, cov = pooled_moments([a, b])
+    px = torch.cat([a.permute(0, 2, 3, 1).reshape(-1, 3), b.permute(0, 2, 3, 1).reshape(-1, 3)])
+    torch.testing.assert_close(mean, px.mean(0))
+    torch.testing.assert_close(cov, torch.cov(px.T, correction=0))
+    # a mask keeps only its pixels: the moments of a tile with a background are its tissue's
+    mask = torch.zeros(1, 1, 5, 4, dtype=torch.bool)
+    mask[..., :3, :] = True
+    m2, c2 = pooled_moments([a], [mask])
+    torch.testing.assert_close(m2, a[..., :3, :].mean(dim=(0, 2, 3)))
+    with pytest.raises(DataError, match="pixels"):
+        pooled_moments([a], [torch.zeros_like(mask)])
+
+
+def test_adain_covariance_moves_the_moments_and_is_adain_for_diagonal_ones(
+    gen: torch.Generator,
+) -> None:
+    from gensci.models.style import adain_covariance, pooled_moments
+
+    mix = torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, -0.7], [0.3, 0.0, 1.0]])
+    x = torch.einsum("bchw,cd->bdhw", torch.randn(2, 3, 16, 16, generator=gen), mix).double()
+    mean_c, cov_c = pooled_moments([x])
+    mean_s = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    cov_s = torch.tensor([[2.0, 0.3, 0.1], [0.3, 1.0, -0.2], [0.1, -0.2, 0.5]], dtype=torch.float64)
+    y = adain_covariance(x, mean_c, cov_c, mean_s, cov_s, eps=0.0)
+    m_y, c_y = pooled_moments([y])
+    torch.testing.assert_close(m_y, mean_s)
+    torch.testing.assert_close(c_y, cov_s)
+    # with the covariances' off-diagonals dropped it is AdaIN of the channel means and stds
+    xi = torch.randn(1, 3, 8, 8, generator=gen).double()
+    mu, sigma = channel_stats(xi, eps=0.0)
+    var_s = torch.tensor([0.5, 2.0, 1.5], dtype=torch.float64)
+    z = adain_covariance(
+        xi, mu.flatten(), torch.diag(sigma.flatten() ** 2), mean_s, torch.diag(var_s), eps=0.0
+    )
+    torch.testing.assert_close(z, adain(xi, mean_s[None], var_s.sqrt()[None], eps=0.0))
+    with pytest.raises(ShapeError):
+        adain_covariance(x, mean_c, cov_c[:2, :2], mean_s, cov_s)

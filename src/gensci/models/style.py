@@ -8,6 +8,9 @@ learned constant), and after each convolution replaces the channel statistics by
 entangled twin of the same parameter count feeds w only at the input. Both are the decoder of a VAE:
 q(z | x) = N(mu(x), diag exp(logvar(x))), loss = (||x - G(c, f(z))||^2 / (2 s^2) + beta KL) / pixels.
 
+`pooled_moments` gives the channel statistics of many images taken together (a slide-level style);
+`adain_covariance` is AdaIN with the channel covariance (the Gaussian optimal-transport map).
+
 `AdaINTransfer`: encoder f, t = AdaIN(f(c), f(s)), decoder g; content loss ||f(g(t)) - t||^2 and
 style loss sum_l ||mu(f_l(g(t))) - mu(f_l(s))|| + ||sigma(f_l(g(t))) - sigma(f_l(s))||.
 """
@@ -21,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gensci.errors import ConfigError, ShapeError
+from gensci.errors import ConfigError, DataError, ShapeError
 
 MODES = ("adain", "entangled")
 STAGES = ("autoencoder", "decoder")
@@ -34,7 +37,9 @@ def channel_stats(x: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, tor
     return mu, sigma
 
 
-def adain(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def adain(
+    x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
     """Return std (x - mu(x)) / sigma(x) + mean: x (B, C, H, W), mean and std (B, C) or (B, C, 1, 1).
 
     The output's channel means are exactly `mean` and its (biased) stds are `std`, up to eps.
@@ -51,6 +56,68 @@ def adain_transfer(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     """Return AdaIN(content, style) for feature maps (B, C, H, W) and (B, C, H', W')."""
     mu, sigma = channel_stats(style)
     return adain(content, mu, sigma)
+
+
+def pooled_moments(
+    feats: list[torch.Tensor], masks: list[torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the channel mean (C,) and (biased) covariance (C, C) over every pixel of every
+    feature map taken together: feats, each (B, C, H, W), sizes may differ; masks, each
+    (B, 1, H, W) bool, keep only the pixels where they are true. The statistics of many tiles of a
+    slide are those of their concatenation, not the mean of per-tile statistics."""
+    if not feats:
+        raise DataError("pooled_moments needs at least one feature map")
+    c = feats[0].shape[1]
+    rows = []
+    for i, f in enumerate(feats):
+        if f.dim() != 4 or f.shape[1] != c:
+            raise ShapeError(f"feature map {i} has shape {tuple(f.shape)}, expected (B, {c}, H, W)")
+        px = f.permute(0, 2, 3, 1).reshape(-1, c)
+        if masks is not None:
+            px = px[masks[i].reshape(-1).bool()]
+        rows.append(px)
+    pixels = torch.cat(rows)
+    if pixels.shape[0] < 2:
+        raise DataError(f"pooled_moments needs >= 2 pixels, got {pixels.shape[0]}")
+    mean = pixels.mean(0)
+    d = pixels - mean
+    return mean, d.T @ d / pixels.shape[0]
+
+
+def _sqrtm(s: torch.Tensor, power: float) -> torch.Tensor:
+    """Return s^power of a symmetric positive-definite matrix (C, C) by its eigendecomposition."""
+    w, v = torch.linalg.eigh(s)
+    return (v * w.clamp(min=1e-12).pow(power)) @ v.T
+
+
+def adain_covariance(
+    x: torch.Tensor,
+    mean_c: torch.Tensor,
+    cov_c: torch.Tensor,
+    mean_s: torch.Tensor,
+    cov_s: torch.Tensor,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """Return (x - mean_c) T + mean_s per pixel, T = C^-1/2 (C^1/2 S C^1/2)^1/2 C^-1/2, with
+    C = cov_c + eps I, S = cov_s + eps I: x (B, K, H, W), means (K,), covariances (K, K).
+
+    AdaIN with the channel covariance in place of the channel variances: T is the least-displacement
+    (optimal-transport) linear map from N(mean_c, C) to N(mean_s, S), the symmetric form of Li et
+    al. 2017's whitening and colouring. Pixels with content statistics (mean_c, C) leave with
+    (mean_s, S); with diagonal covariances T = diag(sigma_s / sigma_c) and this is adain."""
+    k = x.shape[1]
+    if x.dim() != 4 or cov_c.shape != (k, k) or cov_s.shape != (k, k):
+        raise ShapeError(
+            f"adain_covariance: x {tuple(x.shape)} needs (K, K) covariances, got "
+            f"{tuple(cov_c.shape)} and {tuple(cov_s.shape)}"
+        )
+    eye = torch.eye(k, dtype=torch.float64, device=x.device)
+    cc = cov_c.double() + eps * eye
+    ss = cov_s.double() + eps * eye
+    half, inv_half = _sqrtm(cc, 0.5), _sqrtm(cc, -0.5)
+    t = (inv_half @ _sqrtm(half @ ss @ half, 0.5) @ inv_half).to(x.dtype)
+    px = x.permute(0, 2, 3, 1) - mean_c.to(x.dtype)
+    return (px @ t + mean_s.to(x.dtype)).permute(0, 3, 1, 2)
 
 
 class AdaIN(nn.Module):
@@ -117,8 +184,9 @@ class StyleGeneratorConfig:
         if self.latent_dim < 1 or self.w_dim < 1 or self.channels < 1:
             raise ConfigError("latent_dim, w_dim and channels must be >= 1")
         if self.recon_std <= 0 or self.kl_weight < 0:
-            raise ConfigError(f"recon_std must be > 0 and kl_weight >= 0, got "
-                              f"{self.recon_std}, {self.kl_weight}")
+            raise ConfigError(
+                f"recon_std must be > 0 and kl_weight >= 0, got {self.recon_std}, {self.kl_weight}"
+            )
         n_up = self.n_upsample
         if self.image_size % (2 ** max(n_up, len(self.encoder_widths))) != 0:
             raise ConfigError(
@@ -216,8 +284,12 @@ class StyleGenerator(nn.Module):
             raise ShapeError(f"content has shape {got}, expected (B, {', '.join(map(str, shape))})")
         return content
 
-    def noise_inputs(self, batch: int, generator: torch.Generator | None = None,
-                     device: torch.device | None = None) -> list[torch.Tensor]:
+    def noise_inputs(
+        self,
+        batch: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | None = None,
+    ) -> list[torch.Tensor]:
         """Return one noise map (B, 1, H_l, W_l) per synthesis layer."""
         c = self.config
         s = c.image_size // 2**c.n_upsample
@@ -225,8 +297,11 @@ class StyleGenerator(nn.Module):
         for i in range(self.n_layers):
             if c.content_channels == 0 and i > 0:
                 s *= 2
-            out.append(torch.randn(batch, 1, s, s, generator=generator).to(
-                device or self.to_image.weight.device))
+            out.append(
+                torch.randn(batch, 1, s, s, generator=generator).to(
+                    device or self.to_image.weight.device
+                )
+            )
         return out
 
     def synthesize(
@@ -245,8 +320,10 @@ class StyleGenerator(nn.Module):
         batch = w.shape[0]
         if w.dim() == 3:
             if c.mode != "adain" or w.shape[1] != self.n_layers:
-                raise ShapeError(f"per-layer w of shape {tuple(w.shape)} needs mode 'adain' and "
-                                 f"{self.n_layers} layers")
+                raise ShapeError(
+                    f"per-layer w of shape {tuple(w.shape)} needs mode 'adain' and "
+                    f"{self.n_layers} layers"
+                )
             ws = [w[:, i] for i in range(self.n_layers)]
         else:
             ws = [w] * self.n_layers
@@ -261,8 +338,12 @@ class StyleGenerator(nn.Module):
         x = self.to_image(h)
         return (x, feats) if return_features else x
 
-    def generate(self, z: torch.Tensor, content: torch.Tensor | None = None,
-                 noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        z: torch.Tensor,
+        content: torch.Tensor | None = None,
+        noise: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Return G(c, f(z)): z (B, latent_dim) -> (B, channels, S, S)."""
         out = self.synthesize(self.mapping(z), content, noise)
         assert isinstance(out, torch.Tensor)
@@ -274,8 +355,9 @@ class StyleGenerator(nn.Module):
         c = self.config
         shape = (c.channels, c.image_size, c.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != shape:
-            raise ShapeError(f"images have shape {tuple(x.shape)}, expected (B, "
-                             f"{', '.join(map(str, shape))})")
+            raise ShapeError(
+                f"images have shape {tuple(x.shape)}, expected (B, {', '.join(map(str, shape))})"
+            )
         mu, logvar = self.to_latent(self.encoder(x).flatten(1)).chunk(2, dim=1)
         return mu, logvar.clamp(-10.0, 10.0)
 
@@ -294,8 +376,9 @@ class StyleGenerator(nn.Module):
         return (rec + c.kl_weight * kl).mean() / x[0].numel()
 
     @torch.no_grad()
-    def sample(self, n: int, content: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, content: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Return n images G(c, f(z)), z ~ N(0, I): (n, channels, S, S)."""
         device = self.to_image.weight.device
         z = torch.randn(n, self.config.latent_dim, generator=generator).to(device)
@@ -324,6 +407,8 @@ class AdaINTransferConfig:
     widths: tuple[int, ...] = (32,)  # encoder levels; each after the first halves the size
     style_weight: float = 1.0  # lambda of the style loss
     stage: str = "autoencoder"  # "autoencoder": fit f and g to reconstruct; "decoder": f frozen
+    # kernel 1: every convolution sees one pixel (one level only), so nothing can blur or move
+    kernel: int = 3
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
@@ -333,6 +418,11 @@ class AdaINTransferConfig:
             raise ConfigError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.style_weight < 0 or not math.isfinite(self.style_weight):
             raise ConfigError(f"style_weight must be finite and >= 0, got {self.style_weight}")
+        if self.kernel not in (1, 3) or (self.kernel == 1 and len(self.widths) > 1):
+            raise ConfigError(
+                f"kernel must be 3, or 1 with one level; got {self.kernel} with "
+                f"widths {self.widths}"
+            )
 
     @property
     def multiple(self) -> int:
@@ -350,18 +440,26 @@ class AdaINTransfer(nn.Module):
         c_in = c.channels
         for i, width in enumerate(c.widths):
             stride = 1 if i == 0 else 2
-            levels.append(nn.Sequential(
-                nn.Conv2d(c_in, width, 3 if stride == 1 else 4, stride=stride, padding=1),
-                nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU()))
+            k, pad = c.kernel, c.kernel // 2
+            levels.append(
+                nn.Sequential(
+                    nn.Conv2d(c_in, width, k, padding=pad)
+                    if stride == 1
+                    else nn.Conv2d(c_in, width, 4, stride=stride, padding=1),
+                    nn.ReLU(),
+                    nn.Conv2d(width, width, k, padding=pad),
+                    nn.ReLU(),
+                )
+            )
             c_in = width
         self.encoder = nn.ModuleList(levels)
         dec: list[nn.Module] = []
         for i in reversed(range(len(c.widths))):
             out = c.widths[i - 1] if i > 0 else c.widths[0]
-            dec += [nn.Conv2d(c.widths[i], out, 3, padding=1), nn.ReLU()]
+            dec += [nn.Conv2d(c.widths[i], out, c.kernel, padding=c.kernel // 2), nn.ReLU()]
             if i > 0:
                 dec.append(nn.Upsample(scale_factor=2.0, mode="nearest"))
-        dec.append(nn.Conv2d(c.widths[0], c.channels, 3, padding=1))
+        dec.append(nn.Conv2d(c.widths[0], c.channels, c.kernel, padding=c.kernel // 2))
         self.decoder = nn.Sequential(*dec)
         self.set_stage(c.stage)
 
@@ -374,11 +472,14 @@ class AdaINTransfer(nn.Module):
     def check_image(self, x: torch.Tensor, name: str = "image") -> None:
         m = self.config.multiple
         if x.dim() != 4 or x.shape[1] != self.config.channels:
-            raise ShapeError(f"{name} has shape {tuple(x.shape)}, expected (B, "
-                             f"{self.config.channels}, H, W)")
+            raise ShapeError(
+                f"{name} has shape {tuple(x.shape)}, expected (B, {self.config.channels}, H, W)"
+            )
         if x.shape[2] % m or x.shape[3] % m or min(x.shape[2:]) < 2 * m:
-            raise ShapeError(f"{name} is {x.shape[2]} x {x.shape[3]} pixels; the network accepts "
-                             f"sides that are multiples of {m} and at least {2 * m}")
+            raise ShapeError(
+                f"{name} is {x.shape[2]} x {x.shape[3]} pixels; the network accepts "
+                f"sides that are multiples of {m} and at least {2 * m}"
+            )
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return f_l(x) for every level l: (B, widths[l], H / 2^l, W / 2^l)."""
@@ -389,13 +490,34 @@ class AdaINTransfer(nn.Module):
             feats.append(h)
         return feats
 
-    def transfer(self, content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0
-                 ) -> torch.Tensor:
+    def transfer(
+        self, content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0
+    ) -> torch.Tensor:
         """Return g((1 - alpha) f(c) + alpha AdaIN(f(c), f(s))): (B, channels, H, W)."""
         self.check_image(content, "content")
         self.check_image(style, "style")
         fc = self.features(content)[-1]
         t = adain_transfer(fc, self.features(style)[-1])
+        return self.decoder((1 - alpha) * fc + alpha * t)
+
+    def transfer_moments(
+        self,
+        content: torch.Tensor,
+        mean_c: torch.Tensor,
+        std_c: torch.Tensor,
+        mean_s: torch.Tensor,
+        std_s: torch.Tensor,
+        alpha: float = 1.0,
+    ) -> torch.Tensor:
+        """Return g((1 - alpha) f(c) + alpha (std_s (f(c) - mean_c) / std_c + mean_s)): AdaIN with
+        the content and style statistics given (each (C,) over the last level's channels, e.g.
+        pooled over many tiles) instead of taken from one content and one style image."""
+        self.check_image(content, "content")
+        fc = self.features(content)[-1]
+        shape = (1, -1, 1, 1)
+        t = std_s.reshape(shape) * (fc - mean_c.reshape(shape)) / std_c.reshape(
+            shape
+        ) + mean_s.reshape(shape)
         return self.decoder((1 - alpha) * fc + alpha * t)
 
     def loss(self, batch: tuple[torch.Tensor, ...], step: int = 0) -> torch.Tensor:
@@ -415,5 +537,7 @@ class AdaINTransfer(nn.Module):
         for fo, fsl in zip(out_feats, fs, strict=True):
             mo, so = channel_stats(fo)
             ms, ss = channel_stats(fsl)
-            style_loss = style_loss + (mo - ms).pow(2).mean().sqrt() + (so - ss).pow(2).mean().sqrt()
+            style_loss = (
+                style_loss + (mo - ms).pow(2).mean().sqrt() + (so - ss).pow(2).mean().sqrt()
+            )
         return content_loss + self.config.style_weight * style_loss

@@ -62,15 +62,16 @@ def texture_patch(kind: int, size: int, offset: np.ndarray) -> np.ndarray:
         # a 2x-downsampled cut, so a small image still shows several texture periods
         span = 2 * size
         i, j = (offset * (photo.shape[0] - span)).astype(int)
-        patch = photo[i:i + span, j:j + span].reshape(size, 2, size, 2).mean(axis=(1, 3))
+        patch = photo[i : i + span, j : j + span].reshape(size, 2, size, 2).mean(axis=(1, 3))
     else:
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
         phase = 2 * np.pi * offset
         if name == "stripes":
             patch = np.sin(2 * np.pi * (xx + yy) / 6.0 + phase[0])
         else:
-            patch = (np.sin(2 * np.pi * xx / 9.0 + phase[0]) * np.sin(2 * np.pi * yy / 7.0
-                                                                     + phase[1]))
+            patch = np.sin(2 * np.pi * xx / 9.0 + phase[0]) * np.sin(
+                2 * np.pi * yy / 7.0 + phase[1]
+            )
     lo, hi = patch.min(), patch.max()
     return (patch - lo) / max(hi - lo, 1e-8)
 
@@ -82,8 +83,9 @@ def hue_colour(hue: float) -> np.ndarray:
     return hsv2rgb(np.array([[[hue, 0.8, 1.0]]]))[0, 0]
 
 
-def shape_mask(shape: int, x: float, y: float, scale: float, rotation: float, size: int
-               ) -> np.ndarray:
+def shape_mask(
+    shape: int, x: float, y: float, scale: float, rotation: float, size: int
+) -> np.ndarray:
     """Return the binary mask (size, size) of a shape centred at (x, y) (fractions of the side),
     half-width `scale` (fraction of the side), turned by `rotation` radians; pixel centres tested."""
     coords = (np.arange(size) + 0.5) / size
@@ -123,8 +125,10 @@ def render(factors: np.ndarray, offsets: np.ndarray, size: int = 32) -> ShapeSet
     foreground = colour(hue) (1 - contrast + contrast texture); background = BACKGROUND + 0.1 texture.
     """
     if factors.ndim != 2 or factors.shape[1] != len(FACTORS) or offsets.shape != (len(factors), 2):
-        raise ShapeError(f"factors {factors.shape} and offsets {offsets.shape} must be (n, "
-                         f"{len(FACTORS)}) and (n, 2)")
+        raise ShapeError(
+            f"factors {factors.shape} and offsets {offsets.shape} must be (n, "
+            f"{len(FACTORS)}) and (n, 2)"
+        )
     if size < 8:
         raise ConfigError(f"image size must be >= 8, got {size}")
     n = len(factors)
@@ -196,10 +200,10 @@ def tissue_concentrations() -> np.ndarray:
     return np.clip(deconvolve(tissue_image(), reference_stains()), 0.0, None)
 
 
-def tissue_tiles(conc: np.ndarray, n: int, size: int, region: str, seed: int) -> np.ndarray:
-    """Return n random tiles of the concentration maps: (n, size, size, 3). region "train" is the
-    left half of the slide, "test" the right half (no pixel shared)."""
-    h, w, _ = conc.shape
+def tile_boxes(shape: tuple[int, ...], n: int, size: int, region: str, seed: int) -> np.ndarray:
+    """Return the top-left corners (n, 2) of n random tiles of a (H, W, ...) slide: region "train"
+    is the left half of the slide, "test" the right half (no pixel shared)."""
+    h, w = shape[0], shape[1]
     half = w // 2
     lo, hi = (0, half) if region == "train" else (half, w)
     if size > hi - lo or size > h:
@@ -207,4 +211,11 @@ def tissue_tiles(conc: np.ndarray, n: int, size: int, region: str, seed: int) ->
     rng = np.random.default_rng(seed)
     ys = rng.integers(0, h - size + 1, n)
     xs = rng.integers(lo, hi - size + 1, n)
-    return np.stack([conc[y:y + size, x:x + size] for y, x in zip(ys, xs, strict=True)])
+    return np.stack([ys, xs], axis=1)
+
+
+def tissue_tiles(conc: np.ndarray, n: int, size: int, region: str, seed: int) -> np.ndarray:
+    """Return n random tiles of the concentration maps: (n, size, size, 3). region "train" is the
+    left half of the slide, "test" the right half (no pixel shared)."""
+    boxes = tile_boxes(conc.shape, n, size, region, seed)
+    return np.stack([conc[y : y + size, x : x + size] for y, x in boxes])
