@@ -25,8 +25,11 @@ row; bands below 70% and 60% reported) and a random split beside it; the VAE (an
 log-likelihood per position (VAE: ELBO and 200-sample importance estimate; Potts: energy minus
 log Z by annealed importance sampling) and on column-shuffled AUC; the feasibility rules
 calibrated on the training naturals against the fixed defaults; the HMM built from the training
-rows and the Potts family check on naturals, decoys and designs; 1,000 passing designs. Writes
-benchmarks/results/protein_ww.json.
+rows and the Potts family check on naturals, decoys and designs (its trade-off over thresholds,
+and the thresholds chosen on its calibration rows alone); 1,000 passing designs. The 70% / 60%
+bands are scored against decoys shuffled from the band's own rows (and, as before, from all
+held-out rows); the Potts pseudo-likelihood plus the VAE's log p, and their rank average, are
+scored beside. Writes benchmarks/results/protein_ww.json.
 """
 
 from __future__ import annotations
@@ -62,7 +65,10 @@ TARGETS = {
 
 
 def pair_model_scores(
-    train_codes: np.ndarray, weights: np.ndarray, queries: list[np.ndarray], reg: float = 1e-4,
+    train_codes: np.ndarray,
+    weights: np.ndarray,
+    queries: list[np.ndarray],
+    reg: float = 1e-4,
     iters: int = 200,
 ) -> list[dict[str, np.ndarray]]:
     """Return the pseudo-likelihood and the energy of each query under a Potts model.
@@ -134,8 +140,11 @@ def collect(
         keep = [i for i, s in enumerate(d.sequences) if s not in seen]
         seen.update(d.sequences)
         d = Designs(
-            [d.ids[i] for i in keep], [d.aligned[i] for i in keep],
-            [d.sequences[i] for i in keep], d.z[keep], d.codes[keep],
+            [d.ids[i] for i in keep],
+            [d.aligned[i] for i in keep],
+            [d.sequences[i] for i in keep],
+            d.z[keep],
+            d.codes[keep],
         )
         t_sample += time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -147,8 +156,11 @@ def collect(
             break
     codes = np.concatenate(codes_list)
     designs = Designs(
-        [x["id"] for x in all_rows], [""] * len(all_rows),
-        [x["sequence"] for x in all_rows], np.zeros((len(all_rows), 0)), codes,
+        [x["id"] for x in all_rows],
+        [""] * len(all_rows),
+        [x["sequence"] for x in all_rows],
+        np.zeros((len(all_rows), 0)),
+        codes,
     )
     timing = {
         "drawn": n_drawn,
@@ -162,7 +174,10 @@ def collect(
 
 
 def figures_for(
-    rows: list[dict[str, Any]], designs: Designs, want: int, nat_codes: np.ndarray,
+    rows: list[dict[str, Any]],
+    designs: Designs,
+    want: int,
+    nat_codes: np.ndarray,
     nat_w: np.ndarray,
 ) -> dict[str, Any]:
     """Return the headline figures over the first `want` passing designs (and over all)."""
@@ -193,8 +208,10 @@ def run_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     model, meta, history = train_family(train, config, device="cpu", progress=False)
     train_seconds = time.perf_counter() - t0
-    print(f"[{name}] trained in {train_seconds:.1f} s, final loss {history[-1]['loss']:.3f}",
-          flush=True)
+    print(
+        f"[{name}] trained in {train_seconds:.1f} s, final loss {history[-1]['loss']:.3f}",
+        flush=True,
+    )
 
     # held-out naturals vs decoys
     test_codes, train_codes = test.encode(), train.encode()
@@ -235,8 +252,10 @@ def run_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
     (p_test, p_col) = pair_model_scores(train_codes, train_w, [test_codes, col_dec])
     discrimination["anchors"] = {
         "nearest_training_identity": {
-            "auc_column_shuffled": auc(nearest_identity(test_codes, train_codes)[0],
-                                       nearest_identity(col_dec, train_codes)[0]),
+            "auc_column_shuffled": auc(
+                nearest_identity(test_codes, train_codes)[0],
+                nearest_identity(col_dec, train_codes)[0],
+            ),
         },
         "potts_pseudo_likelihood": {
             "auc_column_shuffled": auc(p_test["pseudo_likelihood"], p_col["pseudo_likelihood"]),
@@ -266,8 +285,11 @@ def run_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
         figs["timing"] = timing
         results[label] = figs
         fp = figs["first_passing"]
-        print(f"[{name}] {label}: {timing['unique']} unique of {timing['drawn']} drawn, "
-              f"{fp.get('n', 0)} passing: {json.dumps(fp)}", flush=True)
+        print(
+            f"[{name}] {label}: {timing['unique']} unique of {timing['drawn']} drawn, "
+            f"{fp.get('n', 0)} passing: {json.dumps(fp)}",
+            flush=True,
+        )
 
     # mutation scoring throughput: every single substitution of the first training sequence
     wt = meta.train_ids[0]
@@ -285,8 +307,13 @@ def run_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         scored = score_mutants(model, meta, mutants, wt, None, n_samples=20, batch_size=512)
         secs = time.perf_counter() - t0
-        scoring = {"wild_type": wt, "n_mutants": len(scored), "seconds": secs,
-                   "mutants_per_second": len(scored) / secs, "elbo_samples": 20}
+        scoring = {
+            "wild_type": wt,
+            "n_mutants": len(scored),
+            "seconds": secs,
+            "mutants_per_second": len(scored) / secs,
+            "elbo_samples": 20,
+        }
 
     return {
         "n_sequences": msa.n_sequences,
@@ -304,18 +331,35 @@ def run_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _scorers_auc(
-    scores: dict[str, tuple[np.ndarray, np.ndarray]], keep: np.ndarray | None = None
+    scores: dict[str, tuple[np.ndarray, np.ndarray]],
+    keep: np.ndarray | None = None,
+    decoys: slice | None = None,
 ) -> dict[str, float]:
-    """Return AUC of held-out naturals (rows `keep` only, when given) vs decoys per scorer."""
+    """Return AUC of held-out naturals (rows `keep` only, when given) vs decoys (rows `decoys`
+    of the decoy scores, when given) per scorer."""
     out = {}
     for name, (nat, dec) in scores.items():
         pos = nat if keep is None else nat[keep]
-        out[name] = auc(pos, dec) if pos.size else float("nan")
+        neg = dec if decoys is None else dec[decoys]
+        out[name] = auc(pos, neg) if pos.size and neg.size else float("nan")
     return out
 
 
+def _pooled_ranks(nat: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the ranks of naturals' and decoys' scores in their pooled set, scaled to (0, 1]
+    (label-free: a rank average of two scorers needs no scale of either)."""
+    from scipy.stats import rankdata
+
+    r = rankdata(np.concatenate([nat, dec])) / (nat.size + dec.size)
+    return r[: nat.size], r[nat.size :]
+
+
 def ww_split(
-    msa: Any, train_idx: np.ndarray, test_idx: np.ndarray, args: argparse.Namespace, seed: int,
+    msa: Any,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    args: argparse.Namespace,
+    seed: int,
     hmm_check: bool,
 ) -> dict[str, Any]:
     """Return the VAE-vs-Potts figures of one train/held-out split of WW."""
@@ -328,16 +372,47 @@ def ww_split(
     train, tr_codes, te_codes = msa.subset(train_idx), codes[train_idx], codes[test_idx]
     tr_w = sequence_weights(tr_codes)
     near = nearest_identity(te_codes, tr_codes)[0]
-    decoys = np.concatenate([
-        column_shuffled(te_codes, len(te_codes), np.random.default_rng(1000 * seed + s))
-        for s in range(5)
-    ])
+    # decoys: 5 x the held-out rows, each column shuffled across all held-out rows; then, for
+    # each identity band, 5 x the band's rows shuffled across the band's own rows only
+    parts = [
+        np.concatenate(
+            [
+                column_shuffled(te_codes, len(te_codes), np.random.default_rng(1000 * seed + s))
+                for s in range(5)
+            ]
+        )
+    ]
+    bands = {"below_0.7": near < 0.7, "below_0.6": near < 0.6}
+    decoy_rows = {"all": slice(0, len(parts[0]))}
+    for b, (band, keep) in enumerate(bands.items()):
+        if keep.sum() < 2:
+            continue
+        start = sum(len(x) for x in parts)
+        parts.append(
+            np.concatenate(
+                [
+                    column_shuffled(
+                        te_codes[keep],
+                        int(keep.sum()),
+                        np.random.default_rng(1000 * seed + 100 * (b + 1) + s),
+                    )
+                    for s in range(5)
+                ]
+            )
+        )
+        decoy_rows[band] = slice(start, start + len(parts[-1]))
+    decoys = np.concatenate(parts)
     out: dict[str, Any] = {
-        "n_train": len(train_idx), "n_heldout": len(test_idx), "n_decoys": len(decoys),
+        "n_train": len(train_idx),
+        "n_heldout": len(test_idx),
+        "n_decoys": {k: v.stop - v.start for k, v in decoy_rows.items()},
         "neff_train": float(tr_w.sum()),
-        "heldout_nearest_identity": {"max": float(near.max()), "median": float(np.median(near)),
-                                     "n_below_0.7": int((near < 0.7).sum()),
-                                     "n_below_0.6": int((near < 0.6).sum())},
+        "heldout_nearest_identity": {
+            "max": float(near.max()),
+            "median": float(np.median(near)),
+            "n_below_0.7": int((near < 0.7).sum()),
+            "n_below_0.6": int((near < 0.6).sum()),
+        },
     }
     scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     loglik: dict[str, float] = {}
@@ -348,8 +423,9 @@ def ww_split(
     scores["nearest_identity"] = (near, nearest_identity(decoys, tr_codes)[0])
 
     t0 = time.perf_counter()
-    potts, _ = fit_potts(tr_codes, tr_w, PottsConfig(reg=args.potts_reg, steps=args.potts_steps,
-                                                     seed=seed))
+    potts, _ = fit_potts(
+        tr_codes, tr_w, PottsConfig(reg=args.potts_reg, steps=args.potts_steps, seed=seed)
+    )
     potts_secs = time.perf_counter() - t0
     log_z, log_z_se = potts_log_partition(potts, site, 256, args.ais_temperatures, seed)
     with torch.no_grad():
@@ -359,8 +435,13 @@ def ww_split(
     scores["potts_energy"] = (energy[0], energy[1])
     loglik["potts"] = float((energy[0].mean() - log_z) / length)
     loglik["potts_pseudo_likelihood (not a likelihood)"] = float(pll[0].mean() / length)
-    out["potts"] = {"fit_seconds": potts_secs, "log_z": log_z, "log_z_se": log_z_se,
-                    "reg": args.potts_reg, "steps": args.potts_steps}
+    out["potts"] = {
+        "fit_seconds": potts_secs,
+        "log_z": log_z,
+        "log_z_se": log_z_se,
+        "reg": args.potts_reg,
+        "steps": args.potts_steps,
+    }
 
     base = json.loads(args.config)
     vae_te_iw, vae_dec_iw, secs = [], [], []
@@ -379,8 +460,11 @@ def ww_split(
             scores["vae_importance"] = (i_te, i_dec)
             loglik["vae_elbo"] = float(e_te.mean() / length)
             loglik["vae_importance"] = float(i_te.mean() / length)
-            out["vae"] = {"config": asdict(config), "steps_run": history[-1].get("step"),
-                          "train_seconds": secs[0]}
+            out["vae"] = {
+                "config": asdict(config),
+                "steps_run": history[-1].get("step"),
+                "train_seconds": secs[0],
+            }
             first = (model, meta)
     if args.ensemble > 1:
         # mixture of the members: log mean_k p_k(x)
@@ -395,10 +479,26 @@ def ww_split(
         hmm = build_hmm(train, "ww")
         bits = [hmm_bit_scores(decode(x, strip_gaps=True), hmm) for x in (te_codes, decoys)]
         scores["hmm_bit_score"] = (bits[0], bits[1])
+    # combined pair + VAE scores: the sum of the two (both nats) and their pooled-rank average
+    vae_key = "vae_ensemble" if "vae_ensemble" in scores else "vae_importance"
+    pll_nat, pll_dec = scores["potts_pseudo_likelihood"]
+    v_nat, v_dec = scores[vae_key]
+    scores["potts_pll_plus_vae_log_p"] = (pll_nat + v_nat, pll_dec + v_dec)
+    ranks = [_pooled_ranks(pll_nat, pll_dec), _pooled_ranks(v_nat, v_dec)]
+    scores["rank_average_potts_pll_vae_log_p"] = (
+        (ranks[0][0] + ranks[1][0]) / 2,
+        (ranks[0][1] + ranks[1][1]) / 2,
+    )
     out["heldout_loglik_per_position"] = loglik
-    out["auc_column_shuffled"] = _scorers_auc(scores)
-    out["auc_column_shuffled_below_0.7"] = _scorers_auc(scores, near < 0.7)
-    out["auc_column_shuffled_below_0.6"] = _scorers_auc(scores, near < 0.6)
+    out["auc_column_shuffled"] = _scorers_auc(scores, decoys=decoy_rows["all"])
+    for band, keep in bands.items():
+        # the band's rows against decoys shuffled from the band's own rows (the fair test),
+        # and against decoys shuffled from all held-out rows (as reported before)
+        if band in decoy_rows:
+            out[f"auc_column_shuffled_{band}"] = _scorers_auc(scores, keep, decoy_rows[band])
+        out[f"auc_column_shuffled_{band}_all_decoys"] = _scorers_auc(
+            scores, keep, decoy_rows["all"]
+        )
     out["_model"] = first
     out["_tr_w"] = tr_w
     return out
@@ -416,8 +516,11 @@ def run_ww(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"reading": {}}
     for fmt in ("a2m", "fasta"):
         m = load_family(path, format=fmt, on_unknown="drop")
-        result["reading"][fmt] = {"rows": m.n_sequences, "columns": m.length,
-                                  "line": describe_read(m)}
+        result["reading"][fmt] = {
+            "rows": m.n_sequences,
+            "columns": m.length,
+            "line": describe_read(m),
+        }
     msa = load_family(path, format="a2m", on_unknown="drop")
     codes = msa.encode()
     seqs = decode(codes, strip_gaps=True)
@@ -434,8 +537,14 @@ def run_ww(args: argparse.Namespace) -> dict[str, Any]:
             per["random"].pop("_tr_w")
         clu = per["clustered_0.8"]
         (model, meta), tr_w = clu.pop("_model"), clu.pop("_tr_w")
-        print(f"[ww seed {seed}] " + json.dumps({k: clu[k] for k in (
-            "heldout_loglik_per_position", "auc_column_shuffled")}, default=float), flush=True)
+        print(
+            f"[ww seed {seed}] "
+            + json.dumps(
+                {k: clu[k] for k in ("heldout_loglik_per_position", "auc_column_shuffled")},
+                default=float,
+            ),
+            flush=True,
+        )
 
         # feasibility: fixed defaults vs calibrated on the training naturals
         tr_seqs, te_seqs = [seqs[i] for i in tr], [seqs[i] for i in te]
@@ -443,8 +552,10 @@ def run_ww(args: argparse.Namespace) -> dict[str, Any]:
         calibrated = calibrate_rules(tr_seqs)
         clu["rules_calibrated"] = rules_to_dict(calibrated)
         clu["naturals_pass"] = {
-            name: {"train": pass_rates(check(tr_seqs, r, reference_lengths=lengths))["all"],
-                   "heldout": pass_rates(check(te_seqs, r, reference_lengths=lengths))}
+            name: {
+                "train": pass_rates(check(tr_seqs, r, reference_lengths=lengths))["all"],
+                "heldout": pass_rates(check(te_seqs, r, reference_lengths=lengths)),
+            }
             for name, r in (("fixed_defaults", FeasibilityRules()), ("calibrated", calibrated))
         }
 
@@ -455,9 +566,13 @@ def run_ww(args: argparse.Namespace) -> dict[str, Any]:
         te_codes = codes[te]
         decoys = column_shuffled(te_codes, 5 * len(te), np.random.default_rng(seed))
         t0 = time.perf_counter()
-        fam = fit_family_check(codes[tr], tr_w, quantile=args.check_quantile,
-                               config=PottsConfig(reg=args.potts_reg, steps=args.potts_steps,
-                                                  seed=seed), seed=seed)
+        fam = fit_family_check(
+            codes[tr],
+            tr_w,
+            quantile=args.check_quantile,
+            config=PottsConfig(reg=args.potts_reg, steps=args.potts_steps, seed=seed),
+            seed=seed,
+        )
         fam_secs = time.perf_counter() - t0
         hmm_path = Path(args.workdir) / f"ww_train_seed{seed}.hmm"
         write_hmm(build_hmm(msa.subset(tr), "ww"), hmm_path, overwrite=True)
@@ -466,12 +581,42 @@ def run_ww(args: argparse.Namespace) -> dict[str, Any]:
             g = torch.Generator().manual_seed(1000 * seed + r)
             return decode_points(model, prior_points(model, n, g), args.temperature, g)
 
-        rows, designs, timing = collect(ww_sample, meta, calibrated, hmm_path, args.n_designs,
-                                        args.batch, args.max_rounds, "vae")
+        rows, designs, timing = collect(
+            ww_sample,
+            meta,
+            calibrated,
+            hmm_path,
+            args.n_designs,
+            args.batch,
+            args.max_rounds,
+            "vae",
+        )
         figs = figures_for(rows, designs, args.n_designs, codes[tr], tr_w)
         figs["timing"] = timing
         passed = [i for i, r in enumerate(rows) if r["passed"]][: args.n_designs]
         d_codes = designs.codes[passed]
+        # the family check's trade-off: thresholds at quantiles of the calibration naturals
+        # (clusters held out of the Potts fit, from the training rows only); shares of designs
+        # passing, column-shuffled decoys failing and held-out (test) naturals failing
+        sc_nat, sc_dec = fam.scores(te_codes), fam.scores(decoys)
+        sc_des = fam.scores(d_codes) if len(passed) else np.zeros(0)
+        # then the quantiles chosen on the calibration rows alone, so that 0.9 (0.95) of their
+        # column-shuffled copies fail (what --family-decoys-fail does)
+        grid = [(q, None) for q in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)]
+        grid += [(fam.quantile_failing(share), share) for share in (0.9, 0.95)]
+        trade = []
+        for q, share in grid:
+            t = float(np.quantile(fam.natural_scores, q))
+            trade.append(
+                {
+                    "quantile": q,
+                    "chosen_so_calibration_decoys_fail": share,
+                    "threshold": t,
+                    "designs_pass": float(np.mean(sc_des >= t)) if sc_des.size else None,
+                    "decoys_fail": float(np.mean(sc_dec < t)),
+                    "heldout_naturals_fail": float(np.mean(sc_nat < t)),
+                }
+            )
         bits_nat = hmm_bit_scores(te_seqs, hmm_path)
         bits_dec = hmm_bit_scores(decode(decoys, strip_gaps=True), hmm_path)
         clu["family_check"] = {
@@ -481,10 +626,15 @@ def run_ww(args: argparse.Namespace) -> dict[str, Any]:
             "heldout_naturals_pass": float(fam.passes(te_codes).mean()),
             "column_shuffled_decoys_fail": float(1 - fam.passes(decoys).mean()),
             "designs_pass": float(fam.passes(d_codes).mean()) if len(passed) else None,
+            "tradeoff": trade,
+            "n_calibration_naturals": int(fam.natural_scores.size),
+            "n_designs": int(len(passed)),
+            "auc_heldout_vs_decoys": auc(sc_nat, sc_dec),
             "hmm_recognised_e1e-3": {
                 "heldout_naturals": float(np.mean(hmm_evalues(te_seqs, hmm_path) <= 1e-3)),
-                "column_shuffled_decoys": float(np.mean(
-                    hmm_evalues(decode(decoys, strip_gaps=True), hmm_path) <= 1e-3)),
+                "column_shuffled_decoys": float(
+                    np.mean(hmm_evalues(decode(decoys, strip_gaps=True), hmm_path) <= 1e-3)
+                ),
             },
             "hmm_bit_score_auc_naturals_vs_decoys": auc(bits_nat, bits_dec),
             "hmm_bits_below_naturals_5pct": {
@@ -492,8 +642,11 @@ def run_ww(args: argparse.Namespace) -> dict[str, Any]:
             },
         }
         clu["designs"] = figs
-        print(f"[ww seed {seed}] family check {json.dumps(clu['family_check'])}; designs "
-              f"{json.dumps(figs['first_passing'], default=float)}", flush=True)
+        print(
+            f"[ww seed {seed}] family check {json.dumps(clu['family_check'])}; designs "
+            f"{json.dumps(figs['first_passing'], default=float)}",
+            flush=True,
+        )
         result["splits"][str(seed)] = per
         yield_path = Path(args.out)
         yield_path.parent.mkdir(parents=True, exist_ok=True)
@@ -508,8 +661,10 @@ def run_ww(args: argparse.Namespace) -> dict[str, Any]:
         trs, tes = [s_seqs[i] for i in s_tr], [s_seqs[i] for i in s_te]
         rules = calibrate_rules(trs)
         lens = [len(x) for x in trs]
-        small[name] = {r: pass_rates(check(x, rules, reference_lengths=lens))["all"]
-                       for r, x in (("train", trs), ("heldout", tes))}
+        small[name] = {
+            r: pass_rates(check(x, rules, reference_lengths=lens))["all"]
+            for r, x in (("train", trs), ("heldout", tes))
+        }
     result["small_families_calibrated_rules_pass"] = small
     return result
 
@@ -537,11 +692,16 @@ def run_rules(args: argparse.Namespace) -> dict[str, Any]:
                 tr, te = random_split(len(seqs), 0.2, seed)
             trs, tes = [seqs[i] for i in tr], [seqs[i] for i in te]
             lens = [len(x) for x in trs]
-            rules = {"fixed_defaults": FeasibilityRules(), "calibrated": calibrate_rules(trs),
-                     "calibrated_bands_alone": calibrate_rules(trs, widen_only=False)}
+            rules = {
+                "fixed_defaults": FeasibilityRules(),
+                "calibrated": calibrate_rules(trs),
+                "calibrated_bands_alone": calibrate_rules(trs, widen_only=False),
+            }
             out[name][str(seed)] = {
-                label: {part: pass_rates(check(x, r, reference_lengths=lens))["all"]
-                        for part, x in (("train", trs), ("heldout", tes))}
+                label: {
+                    part: pass_rates(check(x, r, reference_lengths=lens))["all"]
+                    for part, x in (("train", trs), ("heldout", tes))
+                }
                 for label, r in rules.items()
             }
         print(f"[rules] {name}: {json.dumps(out[name])}", flush=True)
@@ -556,19 +716,31 @@ def reweighting_speed() -> dict[str, float]:
     codes = np.where(rng.random(codes.shape) < 0.1, rng.integers(0, 21, codes.shape), codes)
     t0 = time.perf_counter()
     w = sequence_weights(codes, use_cache=False)
-    return {"n": 10_000, "columns": 200, "seconds": time.perf_counter() - t0,
-            "neff": float(w.sum()), "threads": torch.get_num_threads()}
+    return {
+        "n": 10_000,
+        "columns": 200,
+        "seconds": time.perf_counter() - t0,
+        "neff": float(w.sum()),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
     """Run the benchmark and write benchmarks/results/protein.json."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mode", choices=("seeds", "ww", "rules"), default="seeds",
-                   help="seeds: the bundled Pfam seeds; ww: the WW domain (logomaker wheel); "
-                   "rules: naturals passing fixed and calibrated rules")
+    p.add_argument(
+        "--mode",
+        choices=("seeds", "ww", "rules"),
+        default="seeds",
+        help="seeds: the bundled Pfam seeds; ww: the WW domain (logomaker wheel); "
+        "rules: naturals passing fixed and calibrated rules",
+    )
     p.add_argument("--split-seeds", default="0,1,2", help="ww: split seeds")
-    p.add_argument("--random-split-seeds", default="0,1,2",
-                   help="ww: split seeds that also get the random split ('' for none)")
+    p.add_argument(
+        "--random-split-seeds",
+        default="0,1,2",
+        help="ww: split seeds that also get the random split ('' for none)",
+    )
     p.add_argument("--ensemble", type=int, default=1, help="ww: VAE seeds in the ensemble")
     p.add_argument("--iw-samples", type=int, default=200)
     p.add_argument("--potts-reg", type=float, default=1e-3)
@@ -601,15 +773,21 @@ def main() -> None:
         ww = run_ww(args)
         ww["settings"] = vars(args)
         ww["seconds"] = time.perf_counter() - t0
-        ww["machine"] = {"cpu": platform.processor() or platform.machine(),
-                         "threads": args.threads, "torch": torch.__version__}
+        ww["machine"] = {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+        }
         Path(args.out).write_text(json.dumps(ww, indent=2, default=float))
         print(f"wrote {args.out}")
         return
     out: dict[str, Any] = {
         "targets": TARGETS,
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-                    "torch": torch.__version__},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+        },
         "settings": vars(args),
         "reweighting_10000x200": reweighting_speed(),
         "families": {},

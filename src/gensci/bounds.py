@@ -80,6 +80,7 @@ BOUNDS: dict[str, Bound] = {
     # real numbers
     **dict.fromkeys(("lr", "dps_zeta", "dds_lam", "scale", "evalue", "noise_std"), POSITIVE),
     "discrepancy_threshold": POSITIVE,  # ct reconstruct: accepted ||Ax - y||^2 / (m sigma^2)
+    **dict.fromkeys(("photons", "fov"), POSITIVE),  # ct simulate: I0 counts per ray, mm
     **dict.fromkeys(
         ("noise", "tv_weight", "weight_decay", "kl_weight", "guided", "temperature", "ridge"),
         NONNEGATIVE,
@@ -90,6 +91,10 @@ BOUNDS: dict[str, Bound] = {
     "identity": FRACTION_ABOVE_ZERO,
     "rule_quantile": Bound(lo=0, hi=0.5, hi_open=True),  # protein: calibrated rule bands
     **dict.fromkeys(("n_passing", "max_draws"), COUNT),  # protein design
+    # protein design --family-check: quantiles of the naturals' / decoys' scores
+    **dict.fromkeys(("family_quantile", "family_decoys_fail"),
+                    Bound(lo=0, hi=1, lo_open=True, hi_open=True)),
+    "decoder_groups": NONNEGATIVE,  # protein train: 0 = no group sparsity
     **dict.fromkeys(("latent_fields", "n_train", "restarts"), COUNT),  # symmetry
     # cells data kang: gene and cell counts of the prepared Kang 2018 data
     **dict.fromkeys(("n_top_genes", "n_per_condition"), Bound(lo=50)),

@@ -40,8 +40,20 @@ def test_design_writes_fasta_and_metrics(trained: Path, tmp_path: Path) -> None:
     rules.write_text("forbidden_motifs: ['N[^P][ST]']\nnovelty: [0.2, 0.95]\n")
     out = tmp_path / "d"
     res = invoke(
-        "design", trained, "--out", out, "-n", "30", "--temperature", "0.5", "--rules", rules,
-        "--hmm", bundled("fn3.hmm"), "--device", "cpu",
+        "design",
+        trained,
+        "--out",
+        out,
+        "-n",
+        "30",
+        "--temperature",
+        "0.5",
+        "--rules",
+        rules,
+        "--hmm",
+        bundled("fn3.hmm"),
+        "--device",
+        "cpu",
     )
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader((out / "metrics.csv").open()))
@@ -54,13 +66,33 @@ def test_design_writes_fasta_and_metrics(trained: Path, tmp_path: Path) -> None:
         assert float(r["hmm_evalue"]) >= 0
     # no clobbering; --near and --to; unknown ids and other alignments refused
     assert isinstance(invoke("design", trained, "--out", out).exception, OutputExistsError)
-    near = invoke("design", trained, "--out", tmp_path / "n", "-n", "5", "--near",
-                  "TENA_CHICK/1495-1571", "--to", "LAR_DROME/710-800", "--device", "cpu")
+    near = invoke(
+        "design",
+        trained,
+        "--out",
+        tmp_path / "n",
+        "-n",
+        "5",
+        "--near",
+        "TENA_CHICK/1495-1571",
+        "--to",
+        "LAR_DROME/710-800",
+        "--device",
+        "cpu",
+    )
     assert near.exit_code == 0, near.output
     bad = invoke("design", trained, "--out", tmp_path / "b", "--near", "NOPE_HUMAN")
     assert isinstance(bad.exception, DataError)
-    other = invoke("design", trained, "--out", tmp_path / "o", "--near", "CDC15_YEAST/25-272",
-                   "--alignment", bundled("Pkinase.sto"))
+    other = invoke(
+        "design",
+        trained,
+        "--out",
+        tmp_path / "o",
+        "--near",
+        "CDC15_YEAST/25-272",
+        "--alignment",
+        bundled("Pkinase.sto"),
+    )
     assert isinstance(other.exception, CheckpointError)
     assert "alignment of 117 columns" in str(other.exception)
 
@@ -70,8 +102,22 @@ def test_design_n_passing_draws_until_enough_pass(trained: Path, tmp_path: Path)
     rules.write_text("novelty: [0.2, 0.95]\n")
     # one draw of 10 at temperature 1 does not give 12 passing designs; the command draws on
     out = tmp_path / "p"
-    res = invoke("design", trained, "--out", out, "-n", "10", "--n-passing", "12",
-                 "--temperature", "1.0", "--rules", rules, "--device", "cpu")
+    res = invoke(
+        "design",
+        trained,
+        "--out",
+        out,
+        "-n",
+        "10",
+        "--n-passing",
+        "12",
+        "--temperature",
+        "1.0",
+        "--rules",
+        rules,
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 12 and all(r["passed"] == "True" for r in rows)
@@ -80,8 +126,22 @@ def test_design_n_passing_draws_until_enough_pass(trained: Path, tmp_path: Path)
     assert len(seqs) == 12 and len(set(seqs)) == 12  # unique across draws
     assert "12 passing designs from" in res.output
     # a deterministic draw (argmax decoding) repeats itself: it stops and says it fell short
-    res = invoke("design", trained, "--out", tmp_path / "q", "-n", "3", "--n-passing", "50",
-                 "--near", "TENA_CHICK/1495-1571", "--to", "LAR_DROME/710-800", "--device", "cpu")
+    res = invoke(
+        "design",
+        trained,
+        "--out",
+        tmp_path / "q",
+        "-n",
+        "3",
+        "--n-passing",
+        "50",
+        "--near",
+        "TENA_CHICK/1495-1571",
+        "--to",
+        "LAR_DROME/710-800",
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 0, res.output
     assert "fewer than asked" in res.output
 
@@ -90,8 +150,17 @@ def test_score_writes_delta_elbo(trained: Path, tmp_path: Path) -> None:
     mutants = tmp_path / "m.csv"
     mutants.write_text("mutant,DMS_score\nS418A,0.1\nA419C,0.3\nS418A:P420W,-1\nR421A,0\n")
     out = tmp_path / "scores.csv"
-    res = invoke("score", trained / "model.safetensors", mutants, "--out", out,
-                 "--device", "cpu", "--samples", "2")
+    res = invoke(
+        "score",
+        trained / "model.safetensors",
+        mutants,
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--samples",
+        "2",
+    )
     assert res.exit_code == 0, res.output
     assert "Spearman" in res.output
     rows = list(csv.DictReader(out.open()))
@@ -106,11 +175,30 @@ def test_score_writes_delta_elbo(trained: Path, tmp_path: Path) -> None:
 
 def test_study_writes_report(tmp_path: Path) -> None:
     out = tmp_path / "study"
-    res = invoke("study", "Pkinase", "--out", out, "-n", "30", "--steps", "60",
-                 "--latent-dim", "2", "--device", "cpu")
+    res = invoke(
+        "study",
+        "Pkinase",
+        "--out",
+        out,
+        "-n",
+        "30",
+        "--steps",
+        "60",
+        "--latent-dim",
+        "2",
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 0, res.output
-    for name in ("latent_map.png", "histograms.png", "metrics.csv", "baseline_metrics.csv",
-                 "designs.fasta", "summary.json", "model.safetensors"):
+    for name in (
+        "latent_map.png",
+        "histograms.png",
+        "metrics.csv",
+        "baseline_metrics.csv",
+        "designs.fasta",
+        "summary.json",
+        "model.safetensors",
+    ):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_sequences"] == 38
@@ -128,8 +216,17 @@ def test_train_defaults_match_family_config() -> None:
     params = inspect.signature(train_cmd).parameters
     cfg = FamilyConfig()
     assert tuple(int(h) for h in params["hidden"].default.split(",")) == cfg.hidden
-    for cli_name, field in [("latent_dim", "latent_dim"), ("steps", "steps"),
-                            ("batch_size", "batch_size"), ("lr", "lr"),
-                            ("kl_warmup", "kl_warmup_steps"), ("dropout", "dropout"),
-                            ("weight_decay", "weight_decay"), ("identity", "identity_threshold")]:
+    for cli_name, field in [
+        ("latent_dim", "latent_dim"),
+        ("steps", "steps"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+        ("kl_warmup", "kl_warmup_steps"),
+        ("dropout", "dropout"),
+        ("weight_decay", "weight_decay"),
+        ("identity", "identity_threshold"),
+        ("decoder_groups", "decoder_groups"),
+        ("decoder_temperature", "decoder_temperature"),
+        ("bayesian_decoder", "bayesian_decoder"),
+    ]:
         assert params[cli_name].default == getattr(cfg, field), cli_name

@@ -3,6 +3,12 @@
 ELBO(x) = E_q(z|x) [log p(x|z)] - KL(q(z|x) || N(0, I)), q(z|x) = N(mu(x), diag exp(logvar(x))).
 A condition c (an integer label or a float vector) enters the decoder, and the encoder too if
 `cond_in_encoder`.
+
+Optional DeepSequence decoder (Riesselman et al. 2018), off by default: the output layer's
+weights W (H, D, K) are scaled per position by a sigmoid over groups of hidden units,
+W_hdk * sigmoid(S_{h mod H/g, d}), with a logit-normal prior on S; the logits are multiplied by
+a learned softplus temperature; and the decoder's weights can be mean-field Gaussian with a
+KL to N(0, 1), divided by the effective number of training rows (Bayesian decoder).
 """
 
 from __future__ import annotations
@@ -16,8 +22,13 @@ from torch.nn import functional as F
 
 from gensci.errors import ConfigError, DataError, ShapeError, check_finite
 from gensci.nn import MLP
+from gensci.nn.mlp import activation as make_activation
 
 LIKELIHOODS = ("gaussian", "categorical")
+# DeepSequence's prior on the sparsity logits S: N(mu, sigma^2) with sigmoid(mu) about 0.001
+SPARSITY_LOGIT_SIGMA = 4.0
+SPARSITY_LOGIT_MU = math.sqrt(2.0) * SPARSITY_LOGIT_SIGMA * -2.1851242  # erfinv(2 * 0.001 - 1)
+BAYES_INIT_LOG_SIGMA = -5.0  # initial log std of the decoder's weights (DeepSequence)
 
 
 @dataclass
@@ -35,9 +46,38 @@ class VAEConfig:
     gaussian_std: float | None = None  # None: a learned std per feature
     dropout: float = 0.0
     activation: str = "silu"
+    # DeepSequence decoder (all off by default: the plain MLP decoder)
+    decoder_groups: int = 0  # > 0: sparsity scale per position and group of this many units
+    decoder_temperature: bool = False  # logits times a learned softplus scale
+    bayesian_decoder: bool = False  # mean-field Gaussian decoder weights, KL to N(0, 1)
+    decoder_prior_n: float = 0.0  # the decoder's prior counts once per this many rows (Neff)
+
+    @property
+    def deep_sequence_decoder(self) -> bool:
+        """Return whether any DeepSequence decoder option is on."""
+        return bool(self.decoder_groups or self.decoder_temperature or self.bayesian_decoder)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
+        if self.decoder_groups < 0:
+            raise ConfigError(f"decoder_groups must be >= 0, got {self.decoder_groups}")
+        if self.decoder_groups:
+            last = (
+                self.hidden[0]
+                if self.hidden
+                else self.latent_dim + (self.n_labels or self.cond_dim)
+            )
+            if last % self.decoder_groups:
+                raise ConfigError(
+                    f"decoder_groups {self.decoder_groups} must divide the decoder's last "
+                    f"hidden width {last}"
+                )
+        needs_n = self.bayesian_decoder or self.decoder_groups > 0
+        if needs_n and not (math.isfinite(self.decoder_prior_n) and self.decoder_prior_n > 0):
+            raise ConfigError(
+                "a sparse or Bayesian decoder needs decoder_prior_n > 0 (the effective number "
+                f"of training rows), got {self.decoder_prior_n}"
+            )
         if self.likelihood not in LIKELIHOODS:
             raise ConfigError(
                 f"unknown likelihood {self.likelihood!r}; choose one of {LIKELIHOODS}"
@@ -56,6 +96,112 @@ class VAEConfig:
             )
 
 
+class DeepSequenceDecoder(nn.Module):
+    """z: (B, in_dim) -> outputs (B, D * K): an MLP whose output layer is group-sparse per
+    position, optionally temperature-scaled and optionally Bayesian (DeepSequence).
+
+    logits_dk = softplus(t) * (sum_h a_h W_hdk sigmoid(S_{h mod H/g, d}) + b_dk), a: (B, H) the
+    last hidden layer. With `bayesian`, every weight and bias w ~ N(mu, exp(log_sigma)^2) is
+    sampled afresh per batch while training; in eval mode the means are used.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: tuple[int, ...],
+        data_dim: int,
+        n_out: int,
+        act: str,
+        dropout: float,
+        groups: int,
+        temperature: bool,
+        bayesian: bool,
+    ) -> None:
+        super().__init__()
+        self.data_dim, self.n_out, self.groups, self.bayesian = data_dim, n_out, groups, bayesian
+        self.mean = nn.ParameterDict()
+        self.log_sigma = nn.ParameterDict()
+        widths = (in_dim, *hidden)
+        for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            self._add(f"w{i}", *_linear_init(fan_in, fan_out))
+        self.n_hidden = len(hidden)
+        self.acts = nn.ModuleList(make_activation(act) for _ in hidden)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        width = widths[-1]
+        self._add("w_out", *_linear_init(width, data_dim * n_out))
+        if groups:
+            self._add_one("s_out", torch.zeros(width // groups, data_dim))
+        self.t_raw = nn.Parameter(torch.tensor(math.log(math.e - 1.0))) if temperature else None
+
+    def _add(self, name: str, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        self._add_one(name, weight)
+        self._add_one("b" + name[1:], bias)
+
+    def _add_one(self, name: str, value: torch.Tensor) -> None:
+        self.mean[name] = nn.Parameter(value)
+        if self.bayesian:
+            self.log_sigma[name] = nn.Parameter(torch.full_like(value, BAYES_INIT_LOG_SIGMA))
+
+    def param(self, name: str) -> torch.Tensor:
+        """Return a parameter: a draw from q(w) while training a Bayesian decoder, else its mean."""
+        mu = self.mean[name]
+        if self.bayesian and self.training:
+            return mu + self.log_sigma[name].exp() * torch.randn_like(mu)
+        return mu
+
+    def sparsity_scale(self) -> torch.Tensor:
+        """Return sigmoid(S) tiled over the groups: (H, D), each entry in (0, 1)."""
+        return torch.sigmoid(self.param("s_out")).repeat(self.groups, 1)
+
+    def temperature(self) -> torch.Tensor:
+        """Return the logits' scale softplus(t) (1 when the option is off)."""
+        if self.t_raw is None:
+            return torch.ones(())
+        return F.softplus(self.t_raw)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = z
+        for i in range(self.n_hidden):
+            h = self.drop(self.acts[i](F.linear(h, self.param(f"w{i}"), self.param(f"b{i}"))))
+        w = self.param("w_out")  # (D K, H) as nn.Linear stores it
+        if self.groups:
+            scale = self.sparsity_scale().T  # (D, H)
+            w = (w.reshape(self.data_dim, self.n_out, -1) * scale[:, None, :]).reshape(w.shape)
+        out = F.linear(h, w, self.param("b_out"))
+        if self.t_raw is not None:
+            out = out * F.softplus(self.t_raw)
+        return out
+
+    def prior_kl(self) -> torch.Tensor:
+        """Return the decoder's prior term in nats: KL(q(w) || p(w)) summed over the weights when
+        Bayesian (p = N(0, 1), and N(mu_S, sigma_S^2) for S), else -log p(S) of the point S."""
+        total = torch.zeros((), device=self.mean["w_out"].device)
+        for name, mu in self.mean.items():
+            p_mu, p_sigma = (
+                (SPARSITY_LOGIT_MU, SPARSITY_LOGIT_SIGMA) if name == "s_out" else (0.0, 1.0)
+            )
+            if self.bayesian:
+                log_s = self.log_sigma[name]
+                total = (
+                    total
+                    + (
+                        math.log(p_sigma)
+                        - log_s
+                        + ((2 * log_s).exp() + (mu - p_mu).pow(2)) / (2 * p_sigma**2)
+                        - 0.5
+                    ).sum()
+                )
+            elif name == "s_out":
+                total = total + ((mu - p_mu).pow(2) / (2 * p_sigma**2)).sum()
+        return total
+
+
+def _linear_init(fan_in: int, fan_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (weight (fan_out, fan_in), bias (fan_out,)) drawn as nn.Linear draws them."""
+    layer = nn.Linear(fan_in, fan_out)
+    return layer.weight.detach().clone(), layer.bias.detach().clone()
+
+
 class VAE(nn.Module):
     """Encoder q(z|x, c) and decoder p(x|z, c).
 
@@ -69,9 +215,27 @@ class VAE(nn.Module):
         x_width = c.data_dim * (c.n_categories if c.likelihood == "categorical" else 1)
         enc_in = x_width + (self.c_dim if c.cond_in_encoder else 0)
         self.encoder = MLP(enc_in, 2 * c.latent_dim, c.hidden, c.activation, c.dropout)
-        self.decoder = MLP(
-            c.latent_dim + self.c_dim, x_width, tuple(reversed(c.hidden)), c.activation, c.dropout
-        )
+        self.decoder: nn.Module
+        if c.deep_sequence_decoder:
+            self.decoder = DeepSequenceDecoder(
+                c.latent_dim + self.c_dim,
+                tuple(reversed(c.hidden)),
+                c.data_dim,
+                x_width // c.data_dim,
+                c.activation,
+                c.dropout,
+                c.decoder_groups,
+                c.decoder_temperature,
+                c.bayesian_decoder,
+            )
+        else:
+            self.decoder = MLP(
+                c.latent_dim + self.c_dim,
+                x_width,
+                tuple(reversed(c.hidden)),
+                c.activation,
+                c.dropout,
+            )
         if c.likelihood == "gaussian" and c.gaussian_std is None:
             self.log_std = nn.Parameter(torch.zeros(c.data_dim))
 
@@ -186,13 +350,26 @@ class VAE(nn.Module):
             return cfg.kl_weight
         return cfg.kl_weight * min(1.0, step / cfg.kl_warmup_steps)
 
+    def decoder_prior(self) -> torch.Tensor:
+        """Return the decoder's prior term per training row, in nats: its KL (or -log prior)
+        divided by decoder_prior_n; 0 for the plain decoder."""
+        if not isinstance(self.decoder, DeepSequenceDecoder):
+            return torch.zeros(())
+        return self.decoder.prior_kl() / self.config.decoder_prior_n
+
     def loss(self, batch: tuple[torch.Tensor, ...], step: int = 0) -> torch.Tensor:
-        """Return the negative annealed ELBO per data dimension, averaged over the batch."""
+        """Return the negative annealed ELBO per data dimension, averaged over the batch (plus
+        the decoder's prior per row, annealed alike, for the DeepSequence decoder)."""
         x = batch[0]
         c = batch[1] if len(batch) > 1 else None
         if x.is_floating_point():
             check_finite(x, "VAE training batch")
-        return -self.elbo(x, c, kl_weight=self.kl_scale(step)).mean() / self.config.data_dim
+        loss = -self.elbo(x, c, kl_weight=self.kl_scale(step)).mean()
+        if isinstance(self.decoder, DeepSequenceDecoder):
+            cfg = self.config
+            warm = 1.0 if cfg.kl_warmup_steps <= 0 else min(1.0, step / cfg.kl_warmup_steps)
+            loss = loss + warm * self.decoder_prior()
+        return loss / self.config.data_dim
 
     @torch.no_grad()
     def sample(

@@ -12,13 +12,21 @@ as a percentile among those naturals.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from gensci.errors import ConfigError, DataError
+from gensci import checkpoint
+from gensci.errors import CheckpointError, ConfigError, DataError
 from gensci.protein.baseline import Potts, PottsConfig, fit_potts
+from gensci.protein.metrics import column_shuffled
 from gensci.protein.split import clustered_split
+
+KIND = "gensci.protein.family_check"
+METHODS = ("potts",)
+checkpoint.register_model(Potts, PottsConfig)
 
 
 @dataclass
@@ -28,6 +36,7 @@ class FamilyCheck:
     potts: Potts
     natural_scores: np.ndarray  # (M,) per-position scores of calibration naturals
     quantile: float = 0.05
+    decoy_scores: np.ndarray | None = None  # scores of column-shuffled calibration naturals
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.quantile < 1.0:
@@ -35,6 +44,26 @@ class FamilyCheck:
         self.natural_scores = np.sort(np.asarray(self.natural_scores, dtype=np.float64))
         if self.natural_scores.size == 0:
             raise DataError("the family check needs at least one calibration natural")
+        if self.decoy_scores is not None:
+            self.decoy_scores = np.sort(np.asarray(self.decoy_scores, dtype=np.float64))
+
+    def decoy_fail_share(self) -> float:
+        """Return the share of column-shuffled calibration decoys below the threshold (NaN
+        when none are stored)."""
+        if self.decoy_scores is None or self.decoy_scores.size == 0:
+            return float("nan")
+        return float(np.mean(self.decoy_scores < self.threshold))
+
+    def quantile_failing(self, share: float) -> float:
+        """Return the quantile of calibration naturals whose threshold fails `share` of the
+        column-shuffled calibration decoys (both from rows held out of the Potts fit)."""
+        if not 0.0 < share < 1.0:
+            raise ConfigError(f"--family-decoys-fail must lie in (0, 1), got {share}")
+        if self.decoy_scores is None or self.decoy_scores.size == 0:
+            raise DataError("this family check stores no decoy scores; fit it again")
+        t = float(np.quantile(self.decoy_scores, share))
+        q = float(np.searchsorted(self.natural_scores, t) / self.natural_scores.size)
+        return min(max(q, 1.0 / self.natural_scores.size), 1.0 - 1.0 / self.natural_scores.size)
 
     @property
     def threshold(self) -> float:
@@ -67,14 +96,73 @@ def fit_family_check(
     config: PottsConfig | None = None,
     seed: int = 0,
     progress: bool = False,
+    n_decoys: int = 5,
 ) -> FamilyCheck:
     """Return a FamilyCheck: a Potts model fitted on the family's rows less whole identity
     clusters (`calibration_fraction` of rows below `max_identity` to the rest), whose scores
-    set the threshold."""
+    set the threshold; `n_decoys` x as many column-shuffled copies of those held-out rows are
+    scored too (for `quantile_failing`)."""
     codes = np.asarray(codes)
     fit_rows, cal_rows = clustered_split(codes, calibration_fraction, max_identity, seed)
     w = None if weights is None else np.asarray(weights)[fit_rows]
     potts, _ = fit_potts(codes[fit_rows], w, config, progress=progress)
     check = FamilyCheck(potts, np.zeros(1), quantile)
     check.natural_scores = np.sort(check.scores(codes[cal_rows]))
+    decoys = column_shuffled(codes[cal_rows], n_decoys * len(cal_rows), np.random.default_rng(seed))
+    check.decoy_scores = np.sort(check.scores(decoys))
     return check
+
+
+def check_quantile(quantile: float, name: str = "--family-quantile") -> float:
+    """Return `quantile` if it lies in (0, 1); raise ConfigError naming it otherwise."""
+    if not (isinstance(quantile, (int, float)) and 0.0 < float(quantile) < 1.0):
+        raise ConfigError(f"{name} must lie in (0, 1), got {quantile}")
+    return float(quantile)
+
+
+def save_family_check(
+    check: FamilyCheck,
+    path: str | Path,
+    overwrite: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write the check's Potts model and calibration scores to one checkpoint; return its path."""
+    meta = {
+        "kind": KIND,
+        "natural_scores": [float(v) for v in check.natural_scores],
+        "quantile": check.quantile,
+        "decoy_scores": []
+        if check.decoy_scores is None
+        else [float(v) for v in check.decoy_scores],
+        **(extra or {}),
+    }
+    return checkpoint.save(check.potts, path, overwrite=overwrite, metadata=meta)
+
+
+def load_family_check(
+    path: str | Path, quantile: float | None = None, length: int | None = None
+) -> FamilyCheck:
+    """Return the FamilyCheck stored by `save_family_check` (with `quantile` if given); raise
+    CheckpointError if the file holds something else or a model of another `length`."""
+    model = checkpoint.load(path)
+    raw = checkpoint.load_metadata(path)
+    if raw.get("kind") != KIND or not isinstance(model, Potts):
+        raise CheckpointError(
+            f"{path} is not a family check file (written by protein design --family-check potts)"
+        )
+    scores = raw.get("natural_scores")
+    if not isinstance(scores, list) or not scores:
+        raise CheckpointError(f"{path}: metadata 'natural_scores' must be a non-empty list")
+    if length is not None and model.config.length != length:
+        raise CheckpointError(
+            f"{path}: the family check covers {model.config.length} positions "
+            f"but the model has {length}"
+        )
+    q = float(raw.get("quantile", 0.05)) if quantile is None else quantile
+    decoys = raw.get("decoy_scores") or None
+    return FamilyCheck(
+        model,
+        np.asarray(scores, dtype=np.float64),
+        q,
+        None if decoys is None else np.asarray(decoys, dtype=np.float64),
+    )

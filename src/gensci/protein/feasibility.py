@@ -68,11 +68,17 @@ class FeasibilityRules:
             if value is None:
                 continue
             pair = tuple(_number(v) for v in value) if isinstance(value, (list, tuple)) else None
-            if pair is None or len(pair) != 2 or None in pair or pair[0] > pair[1]:
+            low, high = pair if pair is not None and len(pair) == 2 else (None, None)
+            if low is None or high is None or low > high:
                 raise ConfigError(f"rule {name!r} must be a range [low, high], got {value!r}")
             setattr(self, name, pair)
-        for name in ("length_margin", "max_residue_fraction", "max_homopolymer",
-                     "entropy_window", "min_window_entropy"):
+        for name in (
+            "length_margin",
+            "max_residue_fraction",
+            "max_homopolymer",
+            "entropy_window",
+            "min_window_entropy",
+        ):
             value = getattr(self, name)
             if value is None and name in ("length_margin", "entropy_window"):
                 raise ConfigError(f"rule {name!r} cannot be off (null)")
@@ -85,17 +91,21 @@ class FeasibilityRules:
                     raise ConfigError(f"rule {name!r} must be a whole number, got {value!r}")
                 setattr(self, name, int(number) if whole else number)
         if not isinstance(self.composition_caps, dict):
-            raise ConfigError(f"composition_caps must map letters to caps, got "
-                              f"{self.composition_caps!r}")
+            raise ConfigError(
+                f"composition_caps must map letters to caps, got {self.composition_caps!r}"
+            )
         if isinstance(self.forbidden_motifs, str) or not all(
             isinstance(m, str) for m in self.forbidden_motifs
         ):
-            raise ConfigError(f"forbidden_motifs must be a list of regexes, got "
-                              f"{self.forbidden_motifs!r}")
+            raise ConfigError(
+                f"forbidden_motifs must be a list of regexes, got {self.forbidden_motifs!r}"
+            )
         for letter, cap in self.composition_caps.items():
             value = _number(cap)
-            if not isinstance(letter, str) or len(letter) != 1 or not (
-                value is not None and 0.0 <= value <= 1.0
+            if (
+                not isinstance(letter, str)
+                or len(letter) != 1
+                or not (value is not None and 0.0 <= value <= 1.0)
             ):
                 raise ConfigError(f"composition cap {letter!r}: {cap!r} must be a letter: [0, 1]")
         self.composition_caps = {k: float(v) for k, v in self.composition_caps.items()}
@@ -167,8 +177,15 @@ def read_rules_values(path: str | Path) -> dict[str, Any]:
 # Rules calibrated from the family: banded rules take [q, 1 - q] of the naturals' values, one-
 # sided rules the naturals' q (minimum) or 1 - q (maximum) quantile; each band then widens by
 # `margin` times its width, so a natural just outside the fitted quantile still passes.
-CALIBRATED = ("net_charge", "pI", "gravy", "cysteines", "max_residue_fraction",
-              "max_homopolymer", "min_window_entropy")
+CALIBRATED = (
+    "net_charge",
+    "pI",
+    "gravy",
+    "cysteines",
+    "max_residue_fraction",
+    "max_homopolymer",
+    "min_window_entropy",
+)
 
 
 def calibrate_rules(

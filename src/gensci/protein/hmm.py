@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,12 +57,13 @@ def hmm_evalues(
         except ValueError as exc:
             raise DataError(f"sequence {name.decode()} ({seq[:20]}) is not protein: {exc}") from exc
     block = pyhmmer.easel.DigitalSequenceBlock(alphabet, digital)
-    kwargs = {"E": 10.0, "cpus": cpus}
+    kwargs: dict[str, Any] = {"E": 10.0, "cpus": cpus}
     if z is not None:
         kwargs["Z"] = float(z)
     evalues = np.full(len(sequences), np.inf)
     index = {n: i for i, n in enumerate(names)}
-    for hits in pyhmmer.hmmsearch(hmm, block, **kwargs):
+    # pyhmmer's stubs want an iterable of sequences; a block is one (and the fast path)
+    for hits in pyhmmer.hmmsearch(hmm, block, **kwargs):  # type: ignore[arg-type]
         for hit in hits:
             name = hit.name if isinstance(hit.name, bytes) else str(hit.name).encode()
             i = index[name]
@@ -84,10 +86,7 @@ def build_hmm(msa: MSA, name: str = "family"):  # type: ignore[no-untyped-def]
     if msa.n_sequences < 1:
         raise DataError("cannot build an HMM from an empty alignment")
     alphabet = Alphabet.amino()
-    rows = [
-        TextSequence(name=f"s{i}".encode(), sequence=seq)
-        for i, seq in enumerate(msa.seqs)
-    ]
+    rows = [TextSequence(name=f"s{i}".encode(), sequence=seq) for i, seq in enumerate(msa.seqs)]
     digital = TextMSA(name=name.encode(), sequences=rows).digitize(alphabet)
     builder = pyhmmer.plan7.Builder(alphabet)
     hmm, _, _ = builder.build_msa(digital, pyhmmer.plan7.Background(alphabet))
@@ -123,15 +122,25 @@ def hmm_bit_scores(sequences: Sequence[str], hmm) -> np.ndarray:  # type: ignore
         raise DataError("no sequences to search")
     alphabet = Alphabet.amino()
     names = [f"s{i}".encode() for i in range(len(sequences))]
-    block = DigitalSequenceBlock(alphabet, [
-        TextSequence(name=n, sequence=s or "X").digitize(alphabet)
-        for n, s in zip(names, sequences, strict=True)
-    ])
+    block = DigitalSequenceBlock(
+        alphabet,
+        [
+            TextSequence(name=n, sequence=s or "X").digitize(alphabet)
+            for n, s in zip(names, sequences, strict=True)
+        ],
+    )
     scores = np.full(len(sequences), -np.inf)
     index = {n: i for i, n in enumerate(names)}
     search = pyhmmer.hmmsearch(
-        hmm, block,  # type: ignore[arg-type]
-        E=1e9, domE=1e9, Z=len(sequences), bias_filter=False, F1=1.0, F2=1.0, F3=1.0,
+        hmm,
+        block,  # type: ignore[arg-type]
+        E=1e9,
+        domE=1e9,
+        Z=len(sequences),
+        bias_filter=False,
+        F1=1.0,
+        F2=1.0,
+        F3=1.0,
     )
     for hits in search:
         for hit in hits:

@@ -347,13 +347,13 @@ def read_alignment(
         # Aligners such as MAFFT write lower case; case carries no meaning in aligned FASTA.
         rows = [r.upper() for r in rows]
         _check_aligned(ids, rows, p, fmt)
-        keep = np.ones(len(rows[0]), dtype=bool)
+        keep: np.ndarray = np.ones(len(rows[0]), dtype=bool)
     elif len({len(r) for r in rows}) == 1:
         # Stockholm and EVcouplings-style A2M: a column holding a lower-case letter is an
         # insert (or non-focus) column.
         arr = np.frombuffer("".join(rows).encode("latin-1", "replace"), np.uint8)
         arr = arr.reshape(len(rows), -1)
-        keep = ~((arr >= ord("a")) & (arr <= ord("z"))).any(axis=0)
+        keep = np.asarray(~((arr >= ord("a")) & (arr <= ord("z"))).any(axis=0))
     else:
         # hmmalign-style A2M and A3M: drop insertions row by row; match states must align.
         residue_rows = [_match_residues(r) for r in rows]
@@ -374,8 +374,20 @@ def read_alignment(
     rows = [r.replace(".", GAP) for r in rows]
     focus_name = ids[_find(ids, focus)] if focus is not None else None
     res = np.stack([residues[name] for name in ids]).astype(np.int32)
-    return MSA(ids, rows, columns, focus_name, str(p), dropped, res, width=len(keep), format=fmt,
-               n_read=n_read, n_dropped_unknown=len(dropped), comment_lines=n_comments)
+    return MSA(
+        ids,
+        rows,
+        columns,
+        focus_name,
+        str(p),
+        dropped,
+        res,
+        width=len(keep),
+        format=fmt,
+        n_read=n_read,
+        n_dropped_unknown=len(dropped),
+        comment_lines=n_comments,
+    )
 
 
 def _residue_index(row: str) -> np.ndarray:

@@ -24,8 +24,8 @@ def pair_correlations(codes: np.ndarray, weights: np.ndarray | None = None) -> n
     if codes.ndim != 2 or codes.shape[0] < 2:
         raise DataError(f"need an (N >= 2, L) array of rows, got shape {codes.shape}")
     n, length = codes.shape
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    w = torch.as_tensor(w / w.sum(), dtype=torch.float32)
+    w_np = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = torch.as_tensor(w_np / w_np.sum(), dtype=torch.float32)
     x = torch.nn.functional.one_hot(torch.as_tensor(codes), N_LETTERS).float().reshape(n, -1)
     fi = (w[:, None] * x).sum(0)  # (L K,)
     fij = (x * w[:, None]).T @ x  # (L K, L K)

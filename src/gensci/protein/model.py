@@ -46,9 +46,21 @@ class FamilyConfig:
     patience: int = 0  # validations (every 100 steps) without improvement before stopping
     seed: int = 0
     accumulate: int = 1  # micro-batches per step and process (see TrainConfig)
+    # DeepSequence decoder (see gensci.models.vae), off by default; its prior counts once per
+    # Neff of the training rows
+    decoder_groups: int = 0  # 4: a sparsity scale per position and group of 4 hidden units
+    decoder_temperature: bool = False  # learned softplus scale of the logits
+    bayesian_decoder: bool = False  # mean-field Gaussian decoder weights (means used in eval)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
+        if self.decoder_groups < 0:
+            raise ConfigError(f"decoder_groups must be >= 0, got {self.decoder_groups}")
+        if self.decoder_groups and self.hidden and self.hidden[0] % self.decoder_groups:
+            raise ConfigError(
+                f"decoder_groups {self.decoder_groups} must divide the decoder's last hidden "
+                f"width {self.hidden[0]} (the first of hidden={self.hidden})"
+            )
         if self.latent_dim < 1:
             raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if not 0.0 <= self.val_fraction < 0.5:
@@ -92,8 +104,9 @@ class FamilyMeta:
         )
 
 
-def build_vae(length: int, config: FamilyConfig) -> VAE:
-    """Return an untrained core VAE over `length` aligned positions of `ALPHABET`."""
+def build_vae(length: int, config: FamilyConfig, neff: float = 1.0) -> VAE:
+    """Return an untrained core VAE over `length` aligned positions of `ALPHABET`; `neff`, the
+    training rows' effective number, weighs the prior of a sparse or Bayesian decoder."""
     return VAE(
         VAEConfig(
             data_dim=length,
@@ -104,6 +117,12 @@ def build_vae(length: int, config: FamilyConfig) -> VAE:
             kl_weight=config.kl_weight,
             kl_warmup_steps=config.kl_warmup_steps,
             dropout=config.dropout,
+            decoder_groups=config.decoder_groups,
+            decoder_temperature=config.decoder_temperature,
+            bayesian_decoder=config.bayesian_decoder,
+            decoder_prior_n=float(neff)
+            if (config.decoder_groups or config.bayesian_decoder)
+            else 0.0,
         )
     )
 
@@ -130,10 +149,9 @@ def train_family(
             if config.reweight
             else np.ones(codes.shape[0])
         )
-    torch.manual_seed(config.seed)
-    model = build_vae(codes.shape[1], config)
     fit_rows = np.arange(codes.shape[0])
     val_data = None
+    val_rows = None
     if config.val_fraction > 0:
         from gensci.protein.split import clustered_split, random_split
 
@@ -143,6 +161,9 @@ def train_family(
             )
         else:
             fit_rows, val_rows = random_split(codes.shape[0], config.val_fraction, config.seed)
+    torch.manual_seed(config.seed)
+    model = build_vae(codes.shape[1], config, effective_number(weights[fit_rows]))
+    if val_rows is not None:
         val_data = torch.as_tensor(codes[val_rows], dtype=torch.long)
     trainer = Trainer(
         model,
@@ -190,7 +211,7 @@ def _residue_table(msa: MSA, max_cells: int = 500_000) -> dict[str, list[int]]:
     """Return id -> residue index per column, for every row if small, else the focus only."""
     if msa.residues is None:
         return {}
-    rows = range(msa.n_sequences)
+    rows: list[int] | range = range(msa.n_sequences)
     if msa.n_sequences * msa.length > max_cells:
         rows = [msa.index(msa.focus)] if msa.focus is not None else []
     return {msa.ids[r]: [int(v) for v in msa.residues[r]] for r in rows}
@@ -215,8 +236,14 @@ def _family_meta(raw: dict[str, Any], path: str | Path) -> FamilyMeta:
     if unknown:
         raise CheckpointError(f"the metadata of {path} holds unknown keys {unknown}")
     kinds: dict[str, tuple[type, ...]] = {
-        "alphabet": (str,), "length": (int,), "columns": (list,), "train_ids": (list,),
-        "train_seqs": (list,), "neff": (int, float), "residues": (dict,), "width": (int,),
+        "alphabet": (str,),
+        "length": (int,),
+        "columns": (list,),
+        "train_ids": (list,),
+        "train_seqs": (list,),
+        "neff": (int, float),
+        "residues": (dict,),
+        "width": (int,),
     }
     for key, kind in kinds.items():
         if key in raw and (not isinstance(raw[key], kind) or isinstance(raw[key], bool)):

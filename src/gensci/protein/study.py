@@ -84,7 +84,8 @@ def assess(
 ) -> list[dict[str, Any]]:
     """Return one metrics row per design: feasibility, novelty, exact copy, HMM E-value and,
     with a `family` check, the Potts score per position, its percentile among held-out
-    naturals and whether it passes (reported, not one of the feasibility rules).
+    naturals and whether it passes; a design below the check's threshold fails the rule
+    'family'.
 
     A design that copies a training sequence exactly fails the 'novelty' rule whatever the
     novelty band says.
@@ -107,6 +108,8 @@ def assess(
         failed = [f for f in row.pop("failed").split(";") if f]
         if copy and "novelty" not in failed:
             failed.append("novelty")
+        if fam is not None and fam[0][i] < threshold:
+            failed.append("family")
         full: dict[str, Any] = {"id": designs.ids[i], "sequence": designs.sequences[i]}
         full.update(row)
         full["nearest_training"] = meta.train_ids[int(nearest[i])]
@@ -221,8 +224,16 @@ def latent_map_figure(
         if design_mu is not None and len(design_mu):
             d2 = design_mu[:, :2] if proj is None else (design_mu - proj[0]) @ proj[1].T
             ax.scatter(d2[:, 0], d2[:, 1], s=4, c="0.75", alpha=0.5, label="designs")
-        sc = ax.scatter(nat2[:, 0], nat2[:, 1], s=22, c=colour, cmap=cmap, edgecolors="k",
-                        linewidths=0.3, label="naturals")
+        sc = ax.scatter(
+            nat2[:, 0],
+            nat2[:, 1],
+            s=22,
+            c=colour,
+            cmap=cmap,
+            edgecolors="k",
+            linewidths=0.3,
+            label="naturals",
+        )
         ax.set_title(title)
         ax.set_xlabel("latent PC 1" if proj is not None else "z1")
         ax.set_ylabel("latent PC 2" if proj is not None else "z2")
@@ -310,18 +321,26 @@ def _check_size(
     from gensci import budget
 
     net = budget.protein_net(msa.length, config.latent_dim, config.hidden, config.dropout)
-    what = (f"protein study of {msa.n_sequences} sequences x {msa.length} columns with "
-            f"-n {n_designs}")
-    budget.check_need(
-        budget.protein_study_need(msa.n_sequences, msa.length, n_designs, net,
-                                  config.batch_size, config.latent_dim),
-        what, "lower -n or --latent-dim, or study a smaller alignment",
+    what = (
+        f"protein study of {msa.n_sequences} sequences x {msa.length} columns with -n {n_designs}"
     )
-    budget.check_disk(2 * budget.protein_design_disk(n_designs, msa.length),
-                      Path(out) / "designs.fasta", what, "lower -n")
+    budget.check_need(
+        budget.protein_study_need(
+            msa.n_sequences, msa.length, n_designs, net, config.batch_size, config.latent_dim
+        ),
+        what,
+        "lower -n or --latent-dim, or study a smaller alignment",
+    )
+    budget.check_disk(
+        2 * budget.protein_design_disk(n_designs, msa.length),
+        Path(out) / "designs.fasta",
+        what,
+        "lower -n",
+    )
     budget.check_time(
         budget.training_seconds(net, config.steps, config.batch_size, device),
-        f"{what} and --steps {config.steps}", "lower --steps",
+        f"{what} and --steps {config.steps}",
+        "lower --steps",
     )
 
 
@@ -363,8 +382,9 @@ def run_study(
         if rule_quantile is None:
             rules = config_from_dict(FeasibilityRules, rule_overrides or {})
         else:
-            rules = calibrate_rules(decode(msa.encode(), strip_gaps=True), rule_quantile,
-                                    overrides=rule_overrides)
+            rules = calibrate_rules(
+                decode(msa.encode(), strip_gaps=True), rule_quantile, overrides=rule_overrides
+            )
     if hmm_path is not None:
         load_hmm(hmm_path)  # a bad HMM file stops the study before training
     _check_size(msa, config, n_designs, out, device)
@@ -418,8 +438,11 @@ def run_study(
     )
     if len(designs) > 1 and len(baseline) > 1:
         covariation_figure(
-            out_dir / "covariation.png", codes, weights,
-            {"VAE": designs.codes, "site-independent": baseline.codes}, overwrite=overwrite,
+            out_dir / "covariation.png",
+            codes,
+            weights,
+            {"VAE": designs.codes, "site-independent": baseline.codes},
+            overwrite=overwrite,
         )
     histograms_figure(
         out_dir / "histograms.png",
@@ -440,4 +463,3 @@ def nearest_identity_excluding_self(codes: np.ndarray) -> np.ndarray:
     ident = (x @ x.T).numpy() / nongap[:, None]
     np.fill_diagonal(ident, -1.0)
     return ident.max(axis=1)
-
