@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from gensci.errors import ConfigError, ShapeError
-from gensci.inverse.fan_beam import FanBeam, check_sinogram
-from gensci.inverse.operators import LinearOperator
+from gensci.errors import ConfigError
+from gensci.inverse.fan_beam import FanBeam
+from gensci.inverse.operators import Projector
 from gensci.inverse.radon import padded_size
 
 PARALLEL_PROJECTORS = ("linear", "line", "strip")
@@ -47,7 +47,7 @@ def import_astra() -> Any:
     return astra
 
 
-class _AstraOperator(LinearOperator):
+class _AstraOperator(Projector):
     """Shared machinery: ASTRA objects per device kind, the batched apply, autograd."""
 
     n: int
@@ -121,37 +121,11 @@ class _AstraOperator(LinearOperator):
         result = result[:, None] if transpose else result.transpose(1, 2)[:, None]
         return result.contiguous().to(device=t.device, dtype=t.dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the sinogram A x: (B, 1, n_det, n_angles) of x: (B, 1, n, n)."""
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.in_shape:
-            raise ShapeError(
-                f"image has shape {tuple(x.shape)}, expected (B, 1, {self.n}, {self.n})"
-            )
-        return _AstraApply.apply(x, self, False)
-
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        """Return the back-projection A^T y: (B, 1, n, n) of y: (B, 1, n_det, n_angles)."""
-        check_sinogram(self, y)
-        return _AstraApply.apply(y, self, True)
-
 
 def _delete_projectors(astra: Any, ids: dict[str, int]) -> None:
     for pid in ids.values():
         astra.projector.delete(pid)
     ids.clear()
-
-
-class _AstraApply(torch.autograd.Function):
-    """ASTRA's A x (or A^T y) whose gradient is the other one."""
-
-    @staticmethod
-    def forward(ctx: Any, t: torch.Tensor, op: _AstraOperator, transpose: bool) -> torch.Tensor:
-        ctx.op, ctx.transpose = op, transpose
-        return op._apply(t, transpose)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        return _AstraApply.apply(grad, ctx.op, not ctx.transpose), None, None
 
 
 def _check_common(n: int, angles: np.ndarray) -> None:

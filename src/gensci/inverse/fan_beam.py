@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gensci.errors import ConfigError, ShapeError
+from gensci.errors import ConfigError
 from gensci.inverse.fbp import ramp_filter
-from gensci.inverse.operators import LinearOperator
+from gensci.inverse.operators import Projector, check_sinogram
 from gensci.inverse.radon import padded_size
 
 DETECTORS = ("flat", "arc")
@@ -47,7 +47,7 @@ def default_fan_detector(
     return 2 * math.ceil(half) + 1, spacing
 
 
-class FanBeam(LinearOperator):
+class FanBeam(Projector):
     """Fan-beam projector: image (B, 1, n, n) -> sinogram (B, 1, n_det, n_angles).
 
     angles in degrees; source_distance R (source to isocentre) and detector_distance D (source to
@@ -204,40 +204,8 @@ class FanBeam(LinearOperator):
             out += back
         return out.reshape(b, *self.in_shape)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the sinogram A x: (B, 1, n_det, n_angles) of x: (B, 1, n, n)."""
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.in_shape:
-            raise ShapeError(
-                f"image has shape {tuple(x.shape)}, expected (B, 1, {self.n}, {self.n})"
-            )
-        return _Apply.apply(x, self, False)
-
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        """Return the back-projection A^T y: (B, 1, n, n) of y: (B, 1, n_det, n_angles)."""
-        check_sinogram(self, y)
-        return _Apply.apply(y, self, True)
-
-
-def check_sinogram(op: Any, y: torch.Tensor) -> None:
-    """Raise ShapeError unless y is (B, 1, n_det, n_angles) for op's geometry (one clear line)."""
-    if y.dim() != 4 or tuple(y.shape[1:]) != op.out_shape:
-        raise ShapeError(
-            f"sinogram has shape {tuple(y.shape)}, expected (B, 1, {op.n_det}, "
-            f"{op.n_angles}) for {op.n_angles} angles and {op.n_det} detector bins"
-        )
-
-
-class _Apply(torch.autograd.Function):
-    """y = A x (or A^T y) whose gradient is the other one: the exact transpose, both ways."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, op: FanBeam, transpose: bool) -> torch.Tensor:
-        ctx.op, ctx.transpose = op, transpose
-        return op._back_project(x) if transpose else op._project(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        return _Apply.apply(grad.contiguous(), ctx.op, not ctx.transpose), None, None
+    def _apply(self, t: torch.Tensor, transpose: bool) -> torch.Tensor:
+        return self._back_project(t) if transpose else self._project(t)
 
 
 def parker_weights(

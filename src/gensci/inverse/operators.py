@@ -6,6 +6,8 @@ raw matrix, only `A(x)`, `A.adjoint(y)` and `A.norm()`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from gensci.errors import ShapeError
@@ -69,6 +71,58 @@ class LinearOperator:
                 f"{name} has shape {tuple(y.shape)}, "
                 f"expected (B, {', '.join(map(str, self.out_shape))})"
             )
+
+
+class Projector(LinearOperator):
+    """A tomographic projector image (B, 1, n, n) -> sinogram (B, 1, n_det, n_angles) given by
+    `_apply(t, transpose)` (A t, or A^T t when transpose); forward and adjoint check the shapes
+    and run it under one autograd Function whose gradient is the other direction: the exact
+    transpose both ways."""
+
+    n: int
+    n_det: int
+
+    @property
+    def n_angles(self) -> int:
+        return int(self.out_shape[-1])
+
+    def _apply(self, t: torch.Tensor, transpose: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the sinogram A x: (B, 1, n_det, n_angles) of x: (B, 1, n, n)."""
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.in_shape:
+            raise ShapeError(
+                f"image has shape {tuple(x.shape)}, expected (B, 1, {self.n}, {self.n})"
+            )
+        return _ProjectorApply.apply(x, self, False)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Return the back-projection A^T y: (B, 1, n, n) of y: (B, 1, n_det, n_angles)."""
+        check_sinogram(self, y)
+        return _ProjectorApply.apply(y, self, True)
+
+
+def check_sinogram(op: Any, y: torch.Tensor) -> None:
+    """Raise ShapeError unless y is (B, 1, n_det, n_angles) for op's geometry (one clear line)."""
+    if y.dim() != 4 or tuple(y.shape[1:]) != op.out_shape:
+        raise ShapeError(
+            f"sinogram has shape {tuple(y.shape)}, expected (B, 1, {op.n_det}, "
+            f"{op.n_angles}) for {op.n_angles} angles and {op.n_det} detector bins"
+        )
+
+
+class _ProjectorApply(torch.autograd.Function):
+    """y = A x (or A^T y) whose gradient is the other one."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor, op: Projector, transpose: bool) -> torch.Tensor:
+        ctx.op, ctx.transpose = op, transpose
+        return op._apply(t, transpose)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return _ProjectorApply.apply(grad.contiguous(), ctx.op, not ctx.transpose), None, None
 
 
 def adjointness_error(
