@@ -70,10 +70,15 @@ def init_distributed(device: torch.device) -> tuple[int, int, bool]:
 
 
 def _end_distributed() -> None:
+    """Wait for every rank, then close the group: a rank that closed its sockets while a peer's
+    gloo thread still read from them would make that peer abort (SIGABRT) at exit."""
     import torch.distributed as dist
 
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def is_main_process() -> bool:

@@ -4,8 +4,6 @@ input, and generation sharded over 2 torchrun processes."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -14,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.core.test_bad_files import run_main
-from tests.core.test_torchrun import _env, _free_port
+from tests.launch import torchrun
 
 
 def _ok(*args: object) -> str:
@@ -76,11 +74,9 @@ def test_bad_input_is_one_line_and_exit_2(run: Path, capsys, monkeypatch) -> Non
 
 
 def test_generation_shards_over_two_torchrun_processes(run: Path) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           f"--master_port={_free_port()}", "--master_addr=127.0.0.1", "-m", "gensci.cli",
-           "calo", "generate", str(run / "model"), "--energies", "5000", "--n-showers", "50", "--out",
-           str(run / "sharded.h5"), "--device", "cpu", "--seed", "7"]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = torchrun("-m", "gensci.cli", "calo", "generate", str(run / "model"), "--energies", "5000",
+                    "--n-showers", "50", "--out", str(run / "sharded.h5"), "--device", "cpu",
+                    "--seed", "7")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     from gensci.calorimetry.io import read_showers
 

@@ -4,8 +4,6 @@ Only rank 0 checks and writes the output folder, and the model it writes equals 
 process accumulating 2 shards per step (the same shards and the same noise draws).
 """
 
-import os
-import socket
 import subprocess
 import sys
 
@@ -13,27 +11,15 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    return env
+from tests.launch import clean_env, torchrun
 
 
 def gensci(*args: str, processes: int = 1) -> None:
-    launch = [sys.executable, "-m", "gensci.cli"]
     if processes > 1:
-        launch = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-                  f"--master_port={_free_port()}", "--master_addr=127.0.0.1", "-m", "gensci.cli"]
-    proc = subprocess.run([*launch, *map(str, args)], env=_env(), capture_output=True, text=True,
-                          timeout=300)
+        proc = torchrun("-m", "gensci.cli", *map(str, args), processes=processes)
+    else:
+        proc = subprocess.run([sys.executable, "-m", "gensci.cli", *map(str, args)],
+                              env=clean_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 

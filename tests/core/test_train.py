@@ -1,7 +1,6 @@
 """The Trainer: losses fall, resume continues exactly, EMA and early stopping, DDP equals one process."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 from gensci.errors import ConfigError, DataError, ShapeError
 from gensci.models import MADE, VAE, MADEConfig, VAEConfig
 from gensci.train import TrainConfig, Trainer
+from tests.launch import clean_env, torchrun
 
 
 def made_data() -> torch.Tensor:
@@ -170,29 +170,16 @@ def test_bad_inputs_are_named():
         Trainer(torch.nn.Linear(2, 2), torch.randn(4, 2))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_ddp_equals_one_process_accumulating_two_shards(tmp_path):
     """2 gloo processes each take half of every batch, and step exactly as 1 process with
     accumulate=2 (same shards, same noise); training each rank alone would not."""
     script = Path(__file__).with_name("ddp_step.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        env.pop(key, None)
+    env = clean_env()
     one, alone = tmp_path / "one", tmp_path / "alone"
     subprocess.run([sys.executable, str(script), str(one), "2"], check=True, env=env)
     subprocess.run([sys.executable, str(script), str(alone), "1"], check=True, env=env)
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         f"--master_port={_free_port()}", "--master_addr=127.0.0.1", str(script),
-         str(tmp_path / "two")],
-        env=env, capture_output=True, text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = torchrun(str(script), str(tmp_path / "two"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
     ref = torch.load(f"{one}.rank0", weights_only=True)
     solo = torch.load(f"{alone}.rank0", weights_only=True)
     ranks = [torch.load(tmp_path / f"two.rank{r}", weights_only=True) for r in (0, 1)]
