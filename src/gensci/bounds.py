@@ -81,6 +81,8 @@ BOUNDS: dict[str, Bound] = {
     **dict.fromkeys(("lr", "dps_zeta", "dds_lam", "scale", "evalue", "noise_std"), POSITIVE),
     "discrepancy_threshold": POSITIVE,  # ct reconstruct: accepted ||Ax - y||^2 / (m sigma^2)
     **dict.fromkeys(("photons", "fov"), POSITIVE),  # ct simulate: I0 counts per ray, mm
+    # ct simulate / reconstruct --geometry fan: source-isocentre and source-detector, pixels
+    **dict.fromkeys(("source_distance", "detector_distance"), POSITIVE),
     **dict.fromkeys(
         ("noise", "tv_weight", "weight_decay", "kl_weight", "guided", "temperature", "ridge"),
         NONNEGATIVE,

@@ -546,13 +546,43 @@ def prod(shape: Sequence[int]) -> float:
 F32, F64 = 4.0, 8.0
 
 
-def ct_simulate_need(
-    n: int, n_angles: int, n_det: int | None = None, resize_from: int | None = None
-) -> Need:
-    """Return what `ct simulate` needs: the Radon matrix of the geometry, the resize of the image
-    from `resize_from` pixels a side (if resized), the image and the sinogram."""
+# samples one chunk of views of the matrix-free torch projectors holds (grid_sample's grid of
+# two coordinates and the samples, float64): ParallelBeam's and FanBeam's default chunk sizes
+TORCH_CHUNK_SAMPLES = {"parallel": 16 * 2**20, "fan": 3 * 2**20}
+
+
+def projector_bytes(
+    projector: str, n: int, n_angles: int, n_det: int | None = None, geometry: str = "parallel"
+) -> tuple[str, float]:
+    """Return (label, peak bytes) of applying a CT projector once (`make_projector`): the sparse
+    matrix's build for "sparse"; for the matrix-free ones, what they really hold: torch a chunk
+    of views' sample grid (bounded, `TORCH_CHUNK_SAMPLES`) plus an image and a sinogram, astra
+    float32 copies of the image and the sinogram."""
     bins = padded_size(n) if n_det is None else n_det
-    need = Need().add("the Radon system matrix", radon_bytes(n, n_angles, n_det))
+    if projector == "sparse":
+        return "the Radon system matrix", radon_bytes(n, n_angles, n_det)
+    image, sino = float(n * n), float(bins * n_angles)
+    if projector == "astra":
+        return "the ASTRA projector's float32 image and sinogram", F32 * 2 * (image + sino)
+    per_view = float(bins * padded_size(n))  # a chunk holds at least one view
+    chunk = max(float(TORCH_CHUNK_SAMPLES.get(geometry, 3 * 2**20)), per_view)
+    samples = min(chunk, sino * padded_size(n))
+    return "the projector's sample grid", F64 * (3 * samples + 2 * (image + sino))
+
+
+def ct_simulate_need(
+    n: int,
+    n_angles: int,
+    n_det: int | None = None,
+    resize_from: int | None = None,
+    projector: str = "sparse",
+    geometry: str = "parallel",
+) -> Need:
+    """Return what `ct simulate` needs: the projector of the geometry (`projector_bytes`), the
+    resize of the image from `resize_from` pixels a side (if resized), the image and the
+    sinogram."""
+    bins = padded_size(n) if n_det is None else n_det
+    need = Need().add(*projector_bytes(projector, n, n_angles, n_det, geometry))
     if resize_from is not None:
         need.add("the image resize", F64 * (3.0 * resize_from**2 + 2.0 * n * n))
     return need.add("the image and sinogram", F64 * (4.0 * n * n + 4.0 * bins * n_angles))
@@ -593,15 +623,25 @@ def ct_reconstruct_need(
     unet: NetSize | None = None,
     vae: NetSize | None = None,
     cuda: bool = False,
+    projector: str = "sparse",
+    geometry: str = "parallel",
 ) -> Need:
-    """Return what `ct reconstruct` needs: the Radon matrix (built on the host), the method's
-    working memory and, for the samplers, the samples written out."""
+    """Return what `ct reconstruct` needs: the Radon matrix (built on the host) or, for a
+    matrix-free projector, what one application holds (`projector_bytes`), the method's working
+    memory and, for the samplers, the samples written out."""
+    k = samples if method in ("langevin", "dps", "dds") else 1
+    out = 5 * F32 * k * n * n
+    if projector != "sparse":
+        work = ct_method_bytes(method, n, n_angles, n_det, samples, unet, vae)
+        label, nbytes = projector_bytes(projector, n, n_angles, n_det, geometry)
+        # ASTRA works on host copies even for CUDA tensors; torch runs where the tensors are
+        need = Need().add(label, nbytes, on_device=cuda and projector == "torch")
+        need.add(_method_label(method, samples), work, on_device=cuda)
+        return need.add("the reconstruction written", out)
     entries = radon_entries(n, n_angles, n_det)
     build = radon_bytes(n, n_angles, n_det)
     kept = radon_kept_bytes(n, n_angles, n_det)
     work = ct_method_bytes(method, n, n_angles, n_det, samples, unet, vae)
-    k = samples if method in ("langevin", "dps", "dds") else 1
-    out = 5 * F32 * k * n * n
     need = Need()
     if cuda:
         need.add("the Radon system matrix", build)

@@ -257,28 +257,11 @@ def fan_fbp(
     times (gamma / sin gamma)^2, back-projected with weight 1 / L^2 (L: source to pixel).
     """
     check_sinogram(op, sinogram)
-    r, d = float(op.source_distance), float(op.detector_distance)
+    r = float(op.source_distance)
     y = sinogram if sinogram.dtype in (torch.float32, torch.float64) else sinogram.double()
-    s = (np.arange(op.n_det) - op.n_det // 2) * float(op.det_spacing)  # along the detector
     arc = op.detector == "arc"
-    # the coordinate back-projection samples: s' on the virtual flat detector, or gamma
-    coord = s / d if arc else s * r / d
-    gamma = coord if arc else np.arctan2(coord, r)
-    beta = np.deg2rad(np.asarray(op.angles, dtype=np.float64))
-    span = float(beta.max() - beta.min())
-    step = float(np.median(np.diff(np.sort(beta)))) if beta.size > 1 else 2 * math.pi
-    full = span + step >= 2 * math.pi - 1e-6
-    if short_scan is None:
-        short_scan = not full
-    if short_scan:
-        weights = parker_weights(op.angles, gamma)
-    else:
-        if not full:
-            raise ConfigError(
-                f"a full-scan FBP needs views over 360 degrees; these span "
-                f"{math.degrees(span + step):.1f} (short_scan=True takes 180 + the fan angle)"
-            )
-        weights = np.full((op.n_det, len(beta)), 0.5)
+    coord, gamma = fan_coordinates(op)
+    weights, step = fan_scan_weights(op, short_scan)
     cosine = r * np.cos(gamma) if arc else r / np.sqrt(r**2 + coord**2)
     pre = torch.as_tensor(weights * cosine[:, None], dtype=y.dtype, device=y.device)
     spacing = float(coord[1] - coord[0]) if op.n_det > 1 else 1.0
@@ -289,6 +272,38 @@ def fan_fbp(
     q = torch.fft.ifft(spec * filt[:, None], dim=-2).real[..., : op.n_det, :] * (0.5 / spacing)
     image = _weighted_back_projection(op, q, float(coord[0]), spacing, step, r, arc)
     return image.to(sinogram.dtype)
+
+
+def fan_coordinates(op: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Return (coord, gamma) (n_det,) of a fan-beam op's bins: coord, what `fan_fbp`
+    back-projects along (s' on the virtual flat detector through the isocentre, or the fan
+    angle for an arc detector), and gamma, each bin's fan angle (radians)."""
+    r, d = float(op.source_distance), float(op.detector_distance)
+    s = (np.arange(op.n_det) - op.n_det // 2) * float(op.det_spacing)  # along the detector
+    arc = op.detector == "arc"
+    coord = s / d if arc else s * r / d
+    return coord, (coord if arc else np.arctan2(coord, r))
+
+
+def fan_scan_weights(op: Any, short_scan: bool | None = None) -> tuple[np.ndarray, float]:
+    """Return (weights (n_det, n_angles), angular step in radians) of `fan_fbp`'s redundancy
+    weighting: 1/2 on a full scan, Parker's on a short one (short_scan None: from the span).
+    ConfigError when the views cover neither (the check `fan_fbp` makes, without the data)."""
+    _, gamma = fan_coordinates(op)
+    beta = np.deg2rad(np.asarray(op.angles, dtype=np.float64))
+    span = float(beta.max() - beta.min())
+    step = float(np.median(np.diff(np.sort(beta)))) if beta.size > 1 else 2 * math.pi
+    full = span + step >= 2 * math.pi - 1e-6
+    if short_scan is None:
+        short_scan = not full
+    if short_scan:
+        return parker_weights(op.angles, gamma), step
+    if not full:
+        raise ConfigError(
+            f"a full-scan FBP needs views over 360 degrees; these span "
+            f"{math.degrees(span + step):.1f} (short_scan=True takes 180 + the fan angle)"
+        )
+    return np.full((op.n_det, len(beta)), 0.5), step
 
 
 def _fan_response(n_det: int, filter_name: str, dgamma: float | None) -> np.ndarray:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from gensci.errors import ConfigError
-from gensci.inverse.radon import Radon
 
 FILTERS = ("ramlak", "shepp-logan", "hann")
 
@@ -43,7 +43,19 @@ def angular_step(angles_deg: np.ndarray) -> float:
     return float(np.median(gaps))
 
 
-def fbp(radon: Radon, sinogram: torch.Tensor, filter_name: str = "ramlak") -> torch.Tensor:
+class ParallelProjector(Protocol):
+    """What `fbp` needs of a parallel-beam projector (`Radon`, `ParallelBeam`,
+    `AstraParallelBeam`): its bins, angles (degrees), shape check and back-projection."""
+
+    n_det: int
+    angles: np.ndarray
+
+    def check_output(self, y: torch.Tensor, name: str = "y") -> None: ...
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor: ...
+
+
+def fbp(radon: ParallelProjector, sinogram: torch.Tensor, filter_name: str = "ramlak") -> torch.Tensor:
     """Return the FBP image (B, 1, n, n) of sinogram (B, 1, n_det, n_angles).
 
     f = sum_theta d_theta * A^T (h * p_theta), with h the windowed ramp filter; for views covering

@@ -132,6 +132,39 @@ def train_prior_cmd(
         typer.echo(f"wrote {path}")
 
 
+GeometryOption = Annotated[
+    str, typer.Option("--geometry", help="parallel | fan (beam geometry of the scan)")
+]
+ProjectorOption = Annotated[
+    str,
+    typer.Option(
+        "--projector",
+        help="auto | sparse | torch | astra: the projector implementation. auto: sparse for "
+        "parallel beam, ASTRA (when installed, else torch) for fan beam, torch for an arc "
+        "detector",
+    ),
+]
+SourceDistanceOption = Annotated[
+    float | None,
+    typer.Option(
+        "--source-distance",
+        help="fan beam: source to isocentre in pixels (default 2 N); must exceed the image's "
+        "half-diagonal",
+    ),
+]
+DetectorDistanceOption = Annotated[
+    float | None,
+    typer.Option(
+        "--detector-distance",
+        help="fan beam: source to detector in pixels (default 4 N), beyond the source distance",
+    ),
+]
+DetectorOption = Annotated[
+    str | None,
+    typer.Option("--detector", help="fan beam: flat | arc detector (default flat; astra: flat)"),
+]
+
+
 @app.command("simulate")
 def simulate_cmd(
     image: Annotated[
@@ -180,10 +213,21 @@ def simulate_cmd(
         bool, typer.Option("--normalise", help="stretch the image's min..max to [0, 1]")
     ] = False,
     n_det: Annotated[int | None, typer.Option("--n-det", help="detector bins")] = None,
+    geometry: GeometryOption = "parallel",
+    projector: ProjectorOption = "auto",
+    source_distance: SourceDistanceOption = None,
+    detector_distance: DetectorDistanceOption = None,
+    detector: DetectorOption = None,
     seed: SeedOption = 0,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Simulate a noisy parallel-beam sinogram of IMAGE; writes OUT (.npz) with the truth.
+    """Simulate a noisy parallel- or fan-beam sinogram of IMAGE; writes OUT (.npz) with the truth.
+
+    --geometry fan puts the source --source-distance pixels from the isocentre (default 2 N) and
+    a --detector flat or arc --detector-distance pixels from the source (default 4 N), with bins
+    one pixel apart at the isocentre covering the image; views over 360 degrees (a full scan) or
+    180 + the fan angle (a short scan) suit FBP. The geometry and the projector used are stored
+    beside the sinogram, and `gensci ct reconstruct` rebuilds them.
 
     The image keeps its own values unless --window or --normalise says otherwise; the map used,
     the source path and the (resized) truth are stored beside the sinogram. --photons I0 draws
@@ -195,6 +239,7 @@ def simulate_cmd(
     from gensci.errors import ConfigError, DataError, FormatError, ShapeError
     from gensci.inverse.radon import parse_angles
     from gensci.runtime import check_writable
+    from gensci.tomography.geometry import Geometry, resolve_projector
     from gensci.tomography.io import apply_window, normalise, parse_window, read_image
 
     if out.suffix.lower() != ".npz":
@@ -234,9 +279,12 @@ def simulate_cmd(
             f"{float(img.min()):.4g}; map it with --window LO,HI (e.g. -1000,1000 for HU)"
         )
     side = resolution if resolution is not None else img.shape[0]
+    geo = Geometry.from_options(geometry, side, source_distance, detector_distance, detector)
+    impl = resolve_projector(projector, geo, side)
     budget.check_need(
         budget.ct_simulate_need(
-            side, len(theta), n_det, max(img.shape) if resolution is not None else None
+            side, len(theta), n_det if n_det is not None else geo.default_n_det(side),
+            max(img.shape) if resolution is not None else None, impl, geo.kind,
         ),
         f"ct simulate at {side} x {side} with {len(theta)} views",
         "lower --resolution, the view count in --angles or --n-det",
@@ -247,7 +295,10 @@ def simulate_cmd(
     from gensci.tomography.study import simulate_image
 
     mu_scale = mu_scale_for(side, fov, win if intensity == "window" else None)
-    sino = simulate_image(img, theta, noise, resolution, n_det, seed, photons, mu_scale)
+    sino = simulate_image(
+        img, theta, noise, resolution, n_det, seed, photons, mu_scale, geometry=geo,
+        projector=impl,
+    )
     sino.truth_path = str(image.resolve())
     sino.intensity, sino.window = intensity, win
     from gensci.tomography.io import write_sinogram
@@ -265,6 +316,7 @@ def simulate_cmd(
             f"up to {float(line.max()):.3g}, {int((sino.counts == 0).sum())} rays counted 0); "
             f"effective std {sino.noise_std:.4g}"
         )
+    typer.echo(f"geometry: {geo.describe()}; projector: {impl}")
     typer.echo(
         f"wrote {out}: {sino.data.shape[0]} bins x {len(theta)} views, {noise_text}; image "
         f"values in [{lo:.4g}, {hi:.4g}] ({intensity} scale)"
@@ -353,20 +405,37 @@ def reconstruct_cmd(
             help="use a prior trained on another intensity window than the data's (a warning)",
         ),
     ] = False,
+    projector: ProjectorOption = "auto",
+    geometry: Annotated[
+        str | None,
+        typer.Option(
+            "--geometry",
+            help="parallel | fan, for a sinogram that stores no geometry (.npy; default "
+            "parallel); a stored one is used as stored",
+        ),
+    ] = None,
+    source_distance: SourceDistanceOption = None,
+    detector_distance: DetectorDistanceOption = None,
+    detector: DetectorOption = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     overwrite: OverwriteOption = False,
 ) -> None:
     """Reconstruct an image from a sinogram; writes mean.npy, std.npy (samplers), panel.png and
-    report.json (discrepancy check, and PSNR / SSIM with --truth)."""
+    report.json (discrepancy check, and PSNR / SSIM with --truth).
+
+    The geometry stored with a simulated sinogram (parallel or fan beam) is rebuilt as stored;
+    --projector picks the implementation. FBP of fan-beam data needs views over 360 degrees or
+    180 + the fan angle (Parker short-scan weights); tv and the samplers take any span."""
     import dataclasses
 
     import torch
 
     from gensci import budget
     from gensci.errors import ConfigError, ShapeError
-    from gensci.inverse.radon import Radon, padded_size, parse_angles
+    from gensci.inverse.radon import padded_size, parse_angles
     from gensci.runtime import prepare_out_dir, resolve_device
+    from gensci.tomography.geometry import Geometry, check_fbp, resolve_projector
     from gensci.tomography.io import read_sinogram
     from gensci.tomography.prior import (
         check_prior_window,
@@ -391,12 +460,34 @@ def reconstruct_cmd(
     sino = read_sinogram(sinogram, parse_angles(angles) if angles else None)
     n = size or sino.image_size
     n_det = sino.data.shape[0]
+    fan_options = (source_distance, detector_distance, detector)
+    if sino.geometry_stored and (geometry is not None or any(v is not None for v in fan_options)):
+        raise ConfigError(
+            f"{sinogram} stores its geometry ({sino.geometry.describe()}); drop --geometry, "
+            "--source-distance, --detector-distance and --detector"
+        )
+    if geometry == "fan" or (geometry is None and sino.geometry.kind == "fan"):
+        if n is None:
+            raise ShapeError(f"give --size N: {sinogram} stores no image size for its fan beam")
     if n is None:
         # the default detector count is P = padded_size(n); invert it
         candidates = [k for k in range(2, n_det + 1) if padded_size(k) == n_det]
         if not candidates:
             raise ShapeError(f"cannot infer the image size from {n_det} bins; give --size N")
         n = candidates[-1]
+    geo = sino.geometry
+    if not sino.geometry_stored:
+        geo = Geometry.from_options(
+            geometry or "parallel", n, source_distance, detector_distance, detector
+        )
+        if geo.kind == "fan" and geo.default_n_det(n) != n_det:
+            raise ShapeError(
+                f"sinogram in {sinogram} has {n_det} detector bins (rows) but the requested "
+                f"{geo.describe()} has {geo.default_n_det(n)} for {n} x {n} images; check "
+                "--size and the distances"
+            )
+    geo.check(n)
+    impl = resolve_projector(projector, geo, n)
     std = noise_std if noise_std is not None else sino.noise_std
     if method != "fbp" and (std is None or std <= 0):
         raise ConfigError(f"--method {method} needs the noise std; give --noise-std (got {std})")
@@ -448,7 +539,8 @@ def reconstruct_cmd(
     hint = "lower --samples or --size" if sampled else "lower --size"
     budget.check_need(
         budget.ct_reconstruct_need(
-            n, views, n_det, method, samples, unet, vae_net, cuda=dev.type == "cuda"
+            n, views, n_det, method, samples, unet, vae_net, cuda=dev.type == "cuda",
+            projector=impl, geometry=geo.kind,
         ), what, hint, dev,
     )
     method_steps = {
@@ -463,8 +555,15 @@ def reconstruct_cmd(
         5 * 4.0 * (samples if sampled else 1) * n * n * len(weights), out / "samples.npy", what,
         hint,
     )
+    op = geo.operator(n, sino.angles, impl, n_det=n_det, device=dev)
+    stored_impl = f" (simulated with {sino.projector})" if sino.projector not in (None, impl) else ""
+    typer.echo(
+        f"geometry: {geo.describe()}, {n_det} bins x {views} views; projector: {impl} "
+        f"({type(op).__name__}){stored_impl}"
+    )
+    if method == "fbp":
+        check_fbp(op)
     out_dir = prepare_out_dir(out, overwrite)
-    op = Radon(n, sino.angles, n_det=n_det, device=dev)
     y = torch.from_numpy(sino.data)[None, None].to(dev)
     gen = torch.Generator().manual_seed(seed)
     result = reconstruct_checked(
@@ -474,6 +573,10 @@ def reconstruct_cmd(
         weights=None if weights_np is None else torch.from_numpy(weights_np)[None, None].to(dev),
     )
     result.report["noise_model"] = noise_line.removeprefix("noise model: ")
+    result.report["geometry"] = {
+        **dataclasses.asdict(geo), "det_spacing": geo.spacing(), "n_det": n_det,
+        "projector": impl,
+    }
     _write_result(out_dir, result, overwrite)
     for line in result.summary_lines():
         typer.echo(line)

@@ -7,6 +7,10 @@ source's path (`truth_path`) and the intensity map applied to it (`intensity`: "
 `reconstruct` reads it. Photon-count data (`simulate --photons`) also hold `noise_model`
 ("poisson"), `photons` (I0), `mu_scale` and the `counts` (n_det, n_angles) the post-log
 `sinogram` came from; `noise_std` is then the effective std (gensci.inverse.noise).
+The acquisition geometry (`gensci.tomography.geometry`) is stored as `geometry` ("parallel" or
+"fan"), `projector` (the implementation that simulated it: sparse, torch or astra), `n_det`,
+`det_spacing` and, for fan beam, `source_distance`, `detector_distance` (pixels) and `detector`
+("flat" or "arc"); a file without `geometry` is parallel beam, as every file was before.
 
 Slicing convention (one for every reader): a NIfTI volume is (X, Y, Z) and `--slice z` cuts the
 axial plane z (last axis), shown anterior up; any other 3-D array (.npy, .npz, DICOM) is a stack
@@ -17,12 +21,13 @@ from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from gensci.errors import (
+    ConfigError,
     DataError,
     FormatError,
     GensciError,
@@ -32,6 +37,7 @@ from gensci.errors import (
 )
 from gensci.files import check_input_file, check_suffix
 from gensci.runtime import atomic_save
+from gensci.tomography.geometry import Geometry
 
 IMAGE_SUFFIXES = (".npy", ".npz", ".nii", ".nii.gz", ".dcm", ".inv3")
 
@@ -197,6 +203,9 @@ class Sinogram:
     photons: float | None = None  # I0, unattenuated counts per ray (poisson)
     mu_scale: float | None = None  # attenuation per pixel of x = 1 (poisson)
     counts: np.ndarray | None = None  # (n_det, n_angles) photon counts (poisson)
+    geometry: Geometry = field(default_factory=Geometry)  # parallel beam unless stored
+    projector: str | None = None  # the implementation that simulated it (None: not stored)
+    geometry_stored: bool = False  # the file holds `geometry` (else parallel beam by default)
 
     def weights(self) -> np.ndarray | None:
         """Return the inverse variance of each post-log measurement, counts * mu_scale^2
@@ -233,6 +242,7 @@ def read_sinogram(path: str | Path, angles: np.ndarray | None = None) -> Sinogra
     size: int | None = None
     truth = truth_path = intensity = window = None
     model = photons_raw = mu_raw = counts_raw = None
+    geo_raw: dict[str, np.ndarray] = {}
     if suffix == ".npz":
         try:
             with np.load(p, allow_pickle=False) as f:
@@ -250,6 +260,7 @@ def read_sinogram(path: str | Path, angles: np.ndarray | None = None) -> Sinogra
                 photons_raw = f["photons"] if "photons" in f else None
                 mu_raw = f["mu_scale"] if "mu_scale" in f else None
                 counts_raw = f["counts"] if "counts" in f else None
+                geo_raw = {k: f[k] for k in GEOMETRY_KEYS if k in f}
         except GensciError:
             raise
         except _NPZ_ERRORS as exc:
@@ -302,11 +313,59 @@ def read_sinogram(path: str | Path, angles: np.ndarray | None = None) -> Sinogra
             raise DataError(f"counts in {p} must be >= 0, got {counts.min():g}")
         if counts.max() <= 0:
             raise DataError(f"counts in {p} are all 0: no ray reached the detector")
+    geometry, projector = _read_geometry(p, geo_raw, data.shape[0])
     return Sinogram(
         data=data, angles=angles, noise_std=noise_std, image_size=size, truth=truth,
         truth_path=truth_path, intensity=intensity, window=win, noise_model=model,
-        photons=photons, mu_scale=mu_scale, counts=counts,
+        photons=photons, mu_scale=mu_scale, counts=counts, geometry=geometry,
+        projector=projector, geometry_stored="geometry" in geo_raw,
     )
+
+
+GEOMETRY_KEYS = (
+    "geometry", "projector", "n_det", "det_spacing", "source_distance", "detector_distance",
+    "detector",
+)
+
+
+def _read_geometry(p: Path, raw: dict[str, np.ndarray], rows: int) -> tuple[Geometry, str | None]:
+    """Return the stored (Geometry, projector) of a sinogram file with `rows` detector bins;
+    no `geometry` key: parallel beam (files written before geometries were stored)."""
+    if "geometry" not in raw:
+        extra = sorted(set(raw) - {"n_det", "det_spacing", "projector"})
+        if extra:
+            raise FormatError(f"{p} stores {extra} but no 'geometry' ('parallel' or 'fan')")
+    text = {k: str(raw[k]) for k in ("geometry", "projector", "detector") if k in raw}
+    num = {k: _number(raw[k], f"{k} in {p}") for k in
+           ("n_det", "det_spacing", "source_distance", "detector_distance") if k in raw}
+    geometry = Geometry(
+        kind=text.get("geometry", "parallel"), source_distance=num.get("source_distance"),
+        detector_distance=num.get("detector_distance"), detector=text.get("detector", "flat"),
+        det_spacing=num.get("det_spacing"),
+    )
+    try:
+        geometry.check()
+    except ConfigError as exc:
+        raise FormatError(f"{p}: stored geometry: {str(exc).replace('--', '')}") from None
+    if "n_det" in num and num["n_det"] != rows:
+        raise ShapeError(
+            f"sinogram in {p} has {rows} detector bins (rows) but its stored {geometry.kind}-beam "
+            f"geometry has n_det = {num['n_det']:g}"
+        )
+    projector = text.get("projector")
+    from gensci.inverse.projectors import PROJECTORS
+
+    if projector is not None and projector not in PROJECTORS:
+        raise FormatError(f"{p}: unknown stored projector {projector!r}; expected one of {PROJECTORS}")
+    return geometry, projector
+
+
+def _number(arr: np.ndarray, name: str) -> float:
+    """Return the one real, finite number stored in `arr` (any sign: checked by Geometry)."""
+    value = check_numeric(arr, name)
+    if value.size != 1:
+        raise ShapeError(f"{name} holds {value.size} values (shape {value.shape}); expected one")
+    return float(value.reshape(()))
 
 
 SINOGRAM_SUFFIX = ".npz"
@@ -337,7 +396,28 @@ def write_sinogram(path: str | Path, sino: Sinogram, overwrite: bool = False) ->
             arrays[name] = np.asarray(value, dtype=np.float64)
     if sino.counts is not None:
         arrays["counts"] = np.asarray(sino.counts, dtype=np.float64)
+    arrays.update(geometry_arrays(sino))
     return write_npz(path, arrays, overwrite)
+
+
+def geometry_arrays(sino: Sinogram) -> dict[str, np.ndarray]:
+    """Return the geometry keys written beside a sinogram: parallel beam without a stored
+    projector (a Sinogram built by hand) writes none, so the file reads as before."""
+    g = sino.geometry
+    if g.kind == "parallel" and sino.projector is None and g.det_spacing is None:
+        return {}
+    arrays = {
+        "geometry": np.asarray(g.kind),
+        "n_det": np.asarray(sino.data.shape[0]),
+        "det_spacing": np.asarray(g.spacing(), dtype=np.float64),
+    }
+    if sino.projector is not None:
+        arrays["projector"] = np.asarray(sino.projector)
+    if g.kind == "fan":
+        arrays["source_distance"] = np.asarray(g.source_distance, dtype=np.float64)
+        arrays["detector_distance"] = np.asarray(g.detector_distance, dtype=np.float64)
+        arrays["detector"] = np.asarray(g.detector)
+    return arrays
 
 
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray], overwrite: bool = False) -> Path:

@@ -25,10 +25,11 @@ from tqdm.auto import tqdm
 
 from gensci.errors import CheckpointError, ConfigError, DataError, check_finite
 from gensci.inverse.discrepancy import discrepancy_ratio, morozov_choice
-from gensci.inverse.fbp import FILTERS, fbp
+from gensci.inverse.fbp import FILTERS
 from gensci.inverse.latent import latent_map
 from gensci.inverse.noise import PoissonNoise, effective_std, mu_scale_for
 from gensci.inverse.nullspace import range_null_split
+from gensci.inverse.operators import LinearOperator
 from gensci.inverse.posterior import (
     DiffusionPrior,
     PosteriorResult,
@@ -39,6 +40,7 @@ from gensci.inverse.posterior import (
 from gensci.inverse.radon import Radon
 from gensci.inverse.tv import tv_pdhg
 from gensci.models.vae import VAE
+from gensci.tomography.geometry import Geometry, fbp_any
 from gensci.tomography.io import Sinogram
 
 METHODS = ("fbp", "tv", "langevin", "dps", "dds", "latent")
@@ -124,7 +126,7 @@ def noise_std_for(clean: torch.Tensor, noise_level: float) -> float:
 
 
 def simulate(
-    op: Radon, image: torch.Tensor, noise_level: float, generator: torch.Generator
+    op: LinearOperator, image: torch.Tensor, noise_level: float, generator: torch.Generator
 ) -> tuple[torch.Tensor, float]:
     """Return (noisy sinogram (1, 1, n_det, n_angles), noise std) of image (1, 1, N, N)."""
     if noise_level < 0:
@@ -137,7 +139,7 @@ def simulate(
 
 
 def simulate_counts(
-    op: Radon, image: torch.Tensor, noise: PoissonNoise, generator: torch.Generator
+    op: LinearOperator, image: torch.Tensor, noise: PoissonNoise, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (post-log sinogram y, photon counts I), each (1, 1, n_det, n_angles), of image
     (1, 1, N, N) under `noise`: I ~ Poisson(I0 exp(-mu_scale A x)), y = -log(I / I0) / mu_scale."""
@@ -155,6 +157,8 @@ def simulate_image(
     seed: int = 0,
     photons: float | None = None,
     mu_scale: float | None = None,
+    geometry: Geometry | None = None,
+    projector: str = "sparse",
 ) -> Sinogram:
     """Return the Sinogram (with its truth (N, N)) of a 2-D image (H, W) on its own scale.
 
@@ -165,33 +169,38 @@ def simulate_image(
 
     photons = I0 (with mu_scale, see gensci.inverse.noise): photon-count noise instead; the
     Sinogram then holds the post-log data, the counts, and as noise_std the effective std.
+
+    geometry (default parallel beam) and projector (sparse | torch | astra, see
+    `gensci.tomography.geometry`) choose the forward model; both are stored in the Sinogram.
     """
     from gensci.tomography.data import square_resize
 
     arr = np.asarray(image, dtype=np.float64)
     if resolution is not None:
         arr = np.asarray(square_resize(arr, resolution), dtype=np.float64)
-    op = Radon(arr.shape[0], angles, n_det=n_det)
+    geometry = Geometry() if geometry is None else geometry
+    n = arr.shape[0]
+    op = geometry.operator(n, np.asarray(angles, dtype=np.float64), projector, n_det=n_det)
     gen = torch.Generator().manual_seed(seed)
     if photons is not None:
-        noise = PoissonNoise(photons, mu_scale if mu_scale is not None else mu_scale_for(op.n))
+        noise = PoissonNoise(photons, mu_scale if mu_scale is not None else mu_scale_for(n))
         y, counts = simulate_counts(op, torch.from_numpy(arr)[None, None], noise, gen)
         return Sinogram(
             y[0, 0].numpy(), np.asarray(angles, dtype=np.float64),
             noise_std=effective_std(noise.weights(counts)), image_size=arr.shape[0], truth=arr,
             noise_model="poisson", photons=noise.photons, mu_scale=noise.mu_scale,
-            counts=counts[0, 0].numpy(),
+            counts=counts[0, 0].numpy(), geometry=geometry, projector=projector,
         )
     y, std = simulate(op, torch.from_numpy(arr)[None, None], noise_level, gen)
     return Sinogram(
         y[0, 0].numpy(), np.asarray(angles, dtype=np.float64), noise_std=std,
-        image_size=arr.shape[0], truth=arr,
+        image_size=arr.shape[0], truth=arr, geometry=geometry, projector=projector,
     )
 
 
 def reconstruct(
     method: str,
-    op: Radon,
+    op: LinearOperator,
     y: torch.Tensor,
     noise_std: float,
     settings: MethodSettings,
@@ -219,13 +228,14 @@ def reconstruct(
         raise CheckpointError("method 'latent' needs a VAE prior (--prior pointing to a VAE)")
     if method in ("tv", *PRIOR_METHODS, "latent") and not noise_std > 0:
         raise DataError(f"method {method!r} needs the noise std > 0, got {noise_std}")
+    n = op.in_shape[-1]  # the image side, of any projector
     # FBP needs no operator norm: 50 power iterations are most of a quick call's set-up
     norm = op_norm if op_norm is not None or method == "fbp" else op.norm()
     start = time.perf_counter()
     post: PosteriorResult | None = None
     wf = None if weights is None else weights.float()
     if method == "fbp":
-        mean = fbp(op, y, settings.fbp_filter)
+        mean = fbp_any(op, y, settings.fbp_filter)
     elif method == "tv":
         lam = tv_lam if tv_lam is not None else tv_lambda(settings.tv_weight, noise_std)
         rel = None if weights is None else weights * noise_std**2  # mean variance 1
@@ -255,13 +265,12 @@ def reconstruct(
             steps=settings.dds_steps, eta=settings.dds_eta,
             cg_iterations=settings.dds_cg_iterations if weights is None else max(
                 settings.dds_cg_iterations, DDS_WEIGHTED_CG_ITERATIONS),
-            lam=settings.dds_lam if settings.dds_lam is not None else dds_lam_for(op.n),
+            lam=settings.dds_lam if settings.dds_lam is not None else dds_lam_for(n),
             op_norm=norm,
             generator=generator, progress=progress, weights=wf,
         )
     else:
         assert vae is not None
-        n = op.n
         result = latent_map(
             lambda z: vae.decode(z).reshape(-1, 1, n, n), vae.config.latent_dim, op, y.float(),
             noise_std, lam=settings.latent_lam, steps=settings.latent_steps,
@@ -366,7 +375,7 @@ class CheckedResult:
 
 def reconstruct_checked(
     method: str,
-    op: Radon,
+    op: LinearOperator,
     y: torch.Tensor,
     noise_std: float,
     settings: MethodSettings,
@@ -450,7 +459,7 @@ def reconstruct_checked(
 
 
 def uncertainty_scores(
-    rec: Reconstruction, truth: torch.Tensor, op: Radon, cg_iterations: int = 100
+    rec: Reconstruction, truth: torch.Tensor, op: LinearOperator, cg_iterations: int = 100
 ) -> dict[str, float]:
     """Return how informative a sampler's std is.
 
@@ -502,7 +511,7 @@ class StudyConfig:
 
 
 def _tune_tv(
-    op: Radon, ys: list[torch.Tensor], truths: list[torch.Tensor], stds: list[float],
+    op: LinearOperator, ys: list[torch.Tensor], truths: list[torch.Tensor], stds: list[float],
     cfg: StudyConfig, norm: float,
 ) -> tuple[float, dict[str, float], list[torch.Tensor]]:
     """Return the TV weight of cfg.tv_grid with the best mean PSNR (against the truth), every
@@ -624,7 +633,7 @@ def run_study(
 
 
 def draw_panel(
-    path: Path, truth: torch.Tensor, recs: dict[str, Reconstruction], op: Radon, title: str = ""
+    path: Path, truth: torch.Tensor, recs: dict[str, Reconstruction], op: LinearOperator, title: str = ""
 ) -> Path:
     """Write a PNG: truth, every method's mean (PSNR/SSIM), and for samplers std and |error|."""
     import matplotlib
