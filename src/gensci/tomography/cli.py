@@ -442,6 +442,7 @@ def reconstruct_cmd(
         load_diffusion_prior,
         load_vae_prior,
         shipped_prior,
+        tuned_dds_lam,
     )
     from gensci.tomography.study import (
         METHODS,
@@ -517,9 +518,15 @@ def reconstruct_cmd(
             dds_steps=steps, latent_steps=steps,
         )
     diffusion = vae = None
-    if method in PRIOR_METHODS and prior is None and shipped_prior(n) is not None:
-        prior = shipped_prior(n)
+    data_window = sino.window if sino.intensity == "window" else None
+    if method in PRIOR_METHODS and prior is None and shipped_prior(n, data_window) is not None:
+        prior = shipped_prior(n, data_window)
         typer.echo(f"using the shipped prior {prior}")
+    if method == "dds" and dds_lam is None and prior is not None:
+        tuned = tuned_dds_lam(prior)
+        if tuned is not None:
+            settings = dataclasses.replace(settings, dds_lam=tuned)
+            typer.echo(f"DDS weight {tuned:g}, chosen for this prior on its validation slices")
     if method in (*PRIOR_METHODS, "latent"):
         if prior is None:
             raise ConfigError(f"--method {method} needs --prior PATH (see gensci ct train-prior)")

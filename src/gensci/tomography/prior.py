@@ -247,10 +247,32 @@ def _check_same_spec(path: Path, spec: PriorSpec, data_name: str, resuming: bool
 SHIPPED_DIR = Path(__file__).parent / "data"
 
 
-def shipped_prior(resolution: int) -> Path | None:
-    """Return the diffusion prior shipped with gensci for this resolution (64, 128), or None."""
+def shipped_prior(resolution: int, window: tuple[float, float] | None = None) -> Path | None:
+    """Return the diffusion prior shipped with gensci for this resolution, or None.
+
+    Data in a HU window (CT simulated with --window) get the shipped CT prior of that resolution
+    when its metadata holds the same window (`prior-ct-N.safetensors`); all other data the
+    MNI152 prior (`prior-N.safetensors`, 64 and 128).
+    """
+    if window is not None:
+        ct = SHIPPED_DIR / f"prior-ct-{resolution}.safetensors"
+        if ct.is_file():
+            stored = checkpoint.load_metadata(ct).get("window")
+            if stored is not None and np.allclose(stored, window, rtol=1e-6, atol=1e-6):
+                return ct
     path = SHIPPED_DIR / f"prior-{resolution}.safetensors"
     return path if path.is_file() else None
+
+
+def tuned_dds_lam(path: Path) -> float | None:
+    """Return the DDS proximal weight chosen for the prior at path on its validation slices
+    (metadata `dds_lam`, written when it was measured), or None."""
+    value = checkpoint.load_metadata(path).get("dds_lam")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise CheckpointError(f"{path}: metadata 'dds_lam' is {value!r}, not a positive number")
+    return float(value)
 
 
 def load_diffusion_prior(path: Path, resolution: int, device: torch.device) -> DiffusionPrior:
