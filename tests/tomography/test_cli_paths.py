@@ -118,17 +118,29 @@ def test_tv_sweep_and_truth_report(tmp_path) -> None:
                   "--out", str(sino)).exit_code == 0
     out = tmp_path / "sweep"
     res = invoke("reconstruct", str(sino), "--out", str(out), "--method", "tv", "--tv-weight",
-                 "0.1,2,50", "--truth", str(tmp_path / "img.npy"), "--steps", "150")
+                 "0.1,2,50", "--truth", str(tmp_path / "img.npy"), "--steps", "150",
+                 "--tv-choice", "discrepancy")
     assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
     rows = report["tv_sweep"]
     assert [r["weight"] for r in rows] == [0.1, 2.0, 50.0]
     # more smoothing, larger residual; the discrepancy choice is the middle weight here
     assert rows[0]["discrepancy"] < rows[1]["discrepancy"] < rows[2]["discrepancy"]
-    assert report["tv_weight"] == 2.0
+    assert report["tv_weight"] == 2.0 and report["tv_choice"] == "discrepancy"
     for w in ("0.1", "2", "50"):
         assert (out / f"tv_w{w}" / "mean.npy").exists()
     assert report["final"]["psnr"] == pytest.approx(rows[1]["psnr"])
+    # the default, cross-validation over rays: unseen rays are predicted worse by the weights
+    # that fit the noise (0.1) or smooth the image away (50, far worse)
+    cv_out = tmp_path / "cv"
+    res = invoke("reconstruct", str(sino), "--out", str(cv_out), "--method", "tv", "--tv-weight",
+                 "0.1,2,50", "--truth", str(tmp_path / "img.npy"), "--steps", "150")
+    assert res.exit_code == 0, res.output
+    cv = json.loads((cv_out / "report.json").read_text())
+    scores = [r["cv"] for r in cv["tv_sweep"]]
+    assert cv["tv_choice"] == "cv" and scores[1] < scores[0] < scores[2] / 3
+    assert cv["tv_weight"] == 2.0 and "cross-validation" in res.output
+    assert cv["final"]["psnr"] == pytest.approx(cv["tv_sweep"][1]["psnr"])
     res = invoke("reconstruct", str(sino), "--out", str(tmp_path / "r2"), "--method", "tv",
                  "--tv-weight", "2,x")
     assert isinstance(res.exception, ConfigError) and "--tv-weight" in str(res.exception)

@@ -372,6 +372,14 @@ def reconstruct_cmd(
             help="TV lam / noise std; a list '2,4,8' sweeps (tv) or offers fall-backs (samplers)",
         ),
     ] = "2",
+    tv_choice: Annotated[
+        str,
+        typer.Option(
+            "--tv-choice",
+            help="how a --tv-weight list picks one without the truth: cv (cross-validation over "
+            "rays) | discrepancy (Morozov)",
+        ),
+    ] = "cv",
     dps_zeta: Annotated[float, typer.Option("--dps-zeta", help="DPS step (x 1/||A||)")] = 6.0,
     dds_lam: Annotated[
         float | None,
@@ -576,7 +584,7 @@ def reconstruct_cmd(
     result = reconstruct_checked(
         method, op, y, float(std or 0.0), settings, weights, prior=diffusion, vae=vae,
         generator=gen, check=check, threshold=discrepancy_threshold, truth=truth_img,
-        progress=True,
+        progress=True, tv_choice=tv_choice,
         weights=None if weights_np is None else torch.from_numpy(weights_np)[None, None].to(dev),
     )
     result.report["noise_model"] = noise_line.removeprefix("noise model: ")
