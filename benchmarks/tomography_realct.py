@@ -108,16 +108,17 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     # validation: the DDS weight (or --lam, to skip it in the other parts of a split run)
     if args.lam is None:
-        scores: dict[float, list[float]] = {lam: [] for lam in LAM_GRID}
-        ratios: dict[float, list[float]] = {lam: [] for lam in LAM_GRID}
-        for lam in LAM_GRID:
+        grid = tuple(float(v) for v in args.lam_grid.split(","))
+        scores: dict[float, list[float]] = {lam: [] for lam in grid}
+        ratios: dict[float, list[float]] = {lam: [] for lam in grid}
+        for lam in grid:
             settings = MethodSettings(samples=args.samples, dds_lam=lam)
             for i, (_, _name, img) in enumerate(tqdm(val, desc=f"validation lam={lam:g}")):
                 for w in wedges:
                     r = run_one(ops[w], img, 1000 + i, prior, settings, threshold=1e9)
                     scores[lam].append(r["dds_posterior"]["psnr"])
                     ratios[lam].append(r["check"]["ratio"])
-        lam = max(LAM_GRID, key=lambda v: float(np.mean(scores[v])))
+        lam = max(grid, key=lambda v: float(np.mean(scores[v])))
         out["validation"] = {"slices": [v[1] for v in val], "mean_psnr_by_lam": {
             str(k): float(np.mean(v)) for k, v in scores.items()},
             "ratios_by_lam": {str(k): v for k, v in ratios.items()}}
@@ -126,6 +127,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     threshold = args.threshold
     out.update(dds_lam=lam, threshold=threshold)
     print(f"DDS lam {lam:g}, discrepancy threshold {threshold:g}", flush=True)
+    if args.validation_only:
+        out["rows"] = []
+        return out
 
     settings = MethodSettings(samples=args.samples, dds_lam=lam)
     rows = []
@@ -147,6 +151,13 @@ def evaluate(args: argparse.Namespace) -> dict:
 def summary(parts: list[dict]) -> dict:
     """Merge parts; per group and wedge: mean gains over TV, the worst image, the targets."""
     rows = [r for p in parts for r in p["rows"]]
+    validation: dict = {}  # from the parts that ran it (each may have tried part of the grid)
+    for p in parts:
+        for key, value in p.get("validation", {}).items():
+            if isinstance(value, dict):
+                validation.setdefault(key, {}).update(value)
+            else:
+                validation[key] = value
     groups: dict[tuple[str, float], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["group"], r["wedge"]), []).append(r)
@@ -169,8 +180,9 @@ def summary(parts: list[dict]) -> dict:
         "never_below_tv_oracle_minus_0.5": all(t["worst_vs_tv_oracle"] >= -0.5 for t in table),
         "never_below_tv_chosen_minus_0.5": all(t["worst_vs_tv_chosen"] >= -0.5 for t in table),
     }
-    head = {k: v for k, v in parts[0].items() if k != "rows"}
-    return {**head, "table": table, "targets": targets, "rows": rows}
+    first = next((p for p in parts if p["rows"]), parts[0])
+    head = {k: v for k, v in first.items() if k not in ("rows", "validation")}
+    return {**head, "validation": validation, "table": table, "targets": targets, "rows": rows}
 
 
 def markdown(res: dict) -> str:
@@ -197,6 +209,9 @@ def main() -> None:
     parser.add_argument("--patient-slices", default="30,50,70,90")
     parser.add_argument("--part", default="0/1", help="k/K: every K-th test job")
     parser.add_argument("--lam", type=float, default=None, help="skip validation: DDS weight")
+    parser.add_argument("--lam-grid", default=",".join(f"{v:g}" for v in LAM_GRID),
+                        help="DDS weights tried on the validation slices")
+    parser.add_argument("--validation-only", action="store_true")
     parser.add_argument("--threshold", type=float, default=DISCREPANCY_THRESHOLD,
                         help="discrepancy threshold (default: the CLI's)")
     parser.add_argument("--threads", type=int, default=1)

@@ -108,8 +108,8 @@ TV_DISCREPANCY_TARGET = 0.9
 # each weight's TV fitted without one fold of the rays predicts that fold (CV_USED of CV_FOLDS
 # random folds); "discrepancy": the ratio nearest TV_DISCREPANCY_TARGET. On the validation slices
 # (guard gaps of the MNI152 and chest CT blocks, [0, 90) and [0, 120)) the discrepancy choice lost
-# 0.35 dB to the best weight on average and up to 1.23 dB (it over-smooths real CT), cross-validation
-# 0.18 dB and at most 0.70 dB (docs/tomography.md, "Choosing the TV weight without the truth").
+# 0.35 dB to the best weight of the grid on average and up to 1.22 dB (it over-smooths real CT),
+# cross-validation 0.17 dB and at most 0.70 dB (benchmarks/tomography_tv_choice.py).
 TV_CHOICES = ("cv", "discrepancy")
 CV_FOLDS, CV_USED = 5, 2
 
