@@ -47,7 +47,7 @@ VIEWS, NOISE = 60, 0.01
 def test_images(meta: dict, n: int, patient_slices: tuple[int, ...]) -> tuple[list, list]:
     """Return (validation, test) lists of (group, name, image (N, N) in [0, 1])."""
     from gensci.tomography.data import source_slices
-    from gensci.tomography.realct import CRANIUM, real_ct_slices
+    from gensci.tomography.realct import CHEST, CRANIUM, real_ct_slices
 
     window = tuple(meta["window"]) if meta.get("window") else None
     volume = source_slices(meta["data"], n, window)
@@ -56,10 +56,9 @@ def test_images(meta: dict, n: int, patient_slices: tuple[int, ...]) -> tuple[li
     guard = [z for z in range(held[0] - 4, held[-1] + 5) if z not in trained and z not in held]
     val = [("validation (guard gap)", f"z={z}", volume[z]) for z in guard[::2]]
     test = [("held-out slab", f"z={z}", volume[z]) for z in held[1::2]]
-    if meta["data"] != CRANIUM:
-        for s, img in zip(patient_slices, real_ct_slices(CRANIUM, n, list(patient_slices)),
-                          strict=True):
-            test.append(("held-out patient (head CT)", f"slice {s}", img))
+    other, label = (CHEST, "chest CT") if meta["data"] == CRANIUM else (CRANIUM, "head CT")
+    for s, img in zip(patient_slices, real_ct_slices(other, n, list(patient_slices)), strict=True):
+        test.append((f"held-out patient ({label})", f"slice {s}", img))
     # other anatomy, orientation and modality; the chest / head slices of that set are dropped
     # (the training patient's slices, or the held-out patient's, counted above)
     test += [r for r in ood_images(n) if not r[0].startswith(("validation", "chest", "head"))]
