@@ -123,6 +123,7 @@ def tv_cross_validation(
     op_norm: float,
     weights: torch.Tensor | None = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[float]:
     """Return per TV weight lam its held-out misfit: for CV_USED of CV_FOLDS random folds of the
     rays, TV fitted to the other rays predicts the fold; the score is the mean over folds of
@@ -134,15 +135,19 @@ def tv_cross_validation(
     rel = torch.ones_like(y) if weights is None else weights.to(y) * noise_std**2
     inv_var = rel / noise_std**2
     scores = []
+    bar = tqdm(total=len(lams) * CV_USED, desc="TV weight by cross-validation",
+               disable=not progress, leave=False)
     for lam in lams:
         total = 0.0
         for k in range(CV_USED):
+            bar.update()
             held = folds == k
             x = tv_pdhg(op, y, lam, iterations=iterations, op_norm=op_norm,
                         weights=rel * (~held)).x
             r2 = inv_var * (op.forward(x) - y).pow(2)
             total += float(r2[held].sum()) / max(int(held.sum()), 1)
         scores.append(total / CV_USED)
+    bar.close()
     return scores
 
 
@@ -478,7 +483,7 @@ def reconstruct_checked(
             assert norm is not None
             cv = tv_cross_validation(
                 op, y, noise_std, [tv_lambda(w, noise_std) for w in tv_weights],
-                settings.tv_iterations, norm, weights,
+                settings.tv_iterations, norm, weights, progress=progress,
             )
             for row, score in zip(rows, cv, strict=True):
                 row["cv"] = score
