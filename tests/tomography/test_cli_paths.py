@@ -166,13 +166,23 @@ def test_discrepancy_check_falls_back_to_tv_and_says_so(volume, tmp_path) -> Non
     w = report["tv_weight"]
     np.testing.assert_allclose(np.load(out / "mean.npy"), np.load(out / f"tv_w{w:g}" / "mean.npy"))
     assert (out / "posterior_mean.npy").exists() and (out / "std.npy").exists()
+    # past a lenient discrepancy check, the untrained prior predicts the left-out end views
+    # worse than TV: the extrapolation check catches it
     out = tmp_path / "lenient"
     res = invoke("reconstruct", str(sino), "--out", str(out), "--discrepancy-threshold", "1e9",
                  *common)
     assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
+    extrap = report["check"]["extrapolation"]
+    assert report["check"]["failed"] == ["extrapolation"] and extrap["ratio"] > 1
+    assert "failed the extrapolation check" in res.output and "left-out end views" in res.output
+    out = tmp_path / "unguarded"
+    res = invoke("reconstruct", str(sino), "--out", str(out), "--discrepancy-threshold", "1e9",
+                 "--no-extrapolation-check", *common)
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
     assert report["check"]["flag"] == "passed" and report["final"]["source"] == "dds"
-    assert "std_error_spearman" in report["final"]
+    assert "extrapolation" not in report["check"] and "std_error_spearman" in report["final"]
     res = invoke("reconstruct", str(sino), "--out", str(tmp_path / "bad"),
                  "--discrepancy-threshold", "0", *common)
     assert isinstance(res.exception, ConfigError) and "discrepancy" in str(res.exception)

@@ -396,9 +396,25 @@ def reconstruct_cmd(
         bool,
         typer.Option(
             "--check/--no-check",
-            help="samplers: fall back to TV when the posterior mean fails the discrepancy check",
+            help="samplers: fall back to TV when the posterior mean fails the discrepancy or "
+            "the extrapolation check",
         ),
     ] = True,
+    extrapolation_check: Annotated[
+        bool,
+        typer.Option(
+            "--extrapolation-check/--no-extrapolation-check",
+            help="samplers: after the discrepancy check, refit without the end views and fall "
+            "back to TV when the posterior predicts them worse than TV does (doubles the time)",
+        ),
+    ] = True,
+    extrapolation_margin: Annotated[
+        float,
+        typer.Option(
+            "--extrapolation-margin",
+            help="largest accepted ratio of the posterior's to TV's misfit on the left-out views",
+        ),
+    ] = 1.0,
     discrepancy_threshold: Annotated[
         float | None,
         typer.Option(
@@ -562,6 +578,8 @@ def reconstruct_cmd(
         "tv": settings.tv_iterations * len(weights), "langevin": settings.sampler_steps,
         "dps": settings.dps_steps, "dds": settings.dds_steps, "latent": settings.latent_steps,
     }.get(method, 1)
+    if sampled and check and extrapolation_check:
+        method_steps *= 2  # the extrapolation check samples the posterior a second time
     budget.check_time(
         budget.ct_reconstruct_seconds(method, method_steps, samples, n, views, unet, vae_net, dev),
         what + f" and {method_steps} steps", "lower --steps" + (" or --samples" if sampled else ""),
@@ -584,7 +602,8 @@ def reconstruct_cmd(
     result = reconstruct_checked(
         method, op, y, float(std or 0.0), settings, weights, prior=diffusion, vae=vae,
         generator=gen, check=check, threshold=discrepancy_threshold, truth=truth_img,
-        progress=True, tv_choice=tv_choice,
+        progress=True, tv_choice=tv_choice, extrapolation=extrapolation_check,
+        margin=extrapolation_margin,
         weights=None if weights_np is None else torch.from_numpy(weights_np)[None, None].to(dev),
     )
     result.report["noise_model"] = noise_line.removeprefix("noise model: ")
