@@ -80,6 +80,7 @@ BOUNDS: dict[str, Bound] = {
     # real numbers
     **dict.fromkeys(("lr", "dps_zeta", "dds_lam", "scale", "evalue", "noise_std"), POSITIVE),
     "discrepancy_threshold": POSITIVE,  # ct reconstruct: accepted ||Ax - y||^2 / (m sigma^2)
+    "extrapolation_margin": POSITIVE,  # ct reconstruct: posterior / TV misfit on left-out views
     **dict.fromkeys(("photons", "fov"), POSITIVE),  # ct simulate: I0 counts per ray, mm
     # ct simulate / reconstruct --geometry fan: source-isocentre and source-detector, pixels
     **dict.fromkeys(("source_distance", "detector_distance"), POSITIVE),
