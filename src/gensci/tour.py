@@ -58,7 +58,7 @@ def step_ct(out: Path, s: TourSettings) -> str:
     cfg = StudyConfig(
         resolution=64, n_slices=2, n_views=60, wedges=(90.0,), methods=("fbp", "tv", "dds"),
         tv_grid=(1.0, 2.0, 4.0), seed=s.seed,
-        settings=MethodSettings(samples=_n(4, s), dds_steps=_n(30, s), tv_iterations=_n(300, s)),
+        settings=MethodSettings(samples=_n(4, s), dds_steps=_n(50, s), tv_iterations=_n(300, s)),
     )
     results = run_study(cfg, split.heldout, split.heldout_z, prior, None, out, dev,
                         progress=s.progress)

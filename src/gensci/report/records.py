@@ -39,7 +39,7 @@ def record_ct(out: Path, results: dict[str, Any]) -> str:
         for m, v in entry["methods"].items():
             row = {"wedge": f"[0, {wedge})", "method": m, "PSNR (dB)": v["psnr"]["mean"],
                    "SSIM": v["ssim"]["mean"], "seconds": v["seconds"]["mean"]}
-            if "flagged" in v:  # the discrepancy check: images it rejected, and the answer after
+            if "flagged" in v:  # the checks (discrepancy, extrapolation): images rejected, answer
                 row["flagged (per image)"] = "".join(
                     "x" if f else "." for f in v["flagged"]["values"])
                 row["checked PSNR (dB)"] = v["checked_psnr"]["mean"]
@@ -47,7 +47,8 @@ def record_ct(out: Path, results: dict[str, Any]) -> str:
         parts.append(f"[0, {wedge}): " + ", ".join(
             f"{m} {v['psnr']['mean']:.1f} dB" + (
                 f" ({int(sum(v['flagged']['values']))} of {len(v['flagged']['values'])} "
-                "flagged by the discrepancy check)" if "flagged" in v else "")
+                "flagged by the discrepancy and extrapolation checks; checked answer "
+                f"{v['checked_psnr']['mean']:.1f} dB)" if "flagged" in v else "")
             for m, v in entry["methods"].items()))
     figures = [(p.name, f"views in [0, {p.stem.split('_', 1)[1]}) degrees: truth, each "
                         "reconstruction, the posterior std and |error|")
