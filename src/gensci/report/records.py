@@ -35,6 +35,8 @@ def record_core(out: Path, res: dict[str, Any]) -> str:
 def record_ct(out: Path, results: dict[str, Any]) -> str:
     """Report a CT study (every wedge, every method); return its one-line summary."""
     table, parts = [], []
+    checks = ("the discrepancy and extrapolation checks"
+              if results["config"].get("extrapolation", True) else "the discrepancy check")
     for wedge, entry in results["wedges"].items():
         for m, v in entry["methods"].items():
             row = {"wedge": f"[0, {wedge})", "method": m, "PSNR (dB)": v["psnr"]["mean"],
@@ -47,7 +49,7 @@ def record_ct(out: Path, results: dict[str, Any]) -> str:
         parts.append(f"[0, {wedge}): " + ", ".join(
             f"{m} {v['psnr']['mean']:.1f} dB" + (
                 f" ({int(sum(v['flagged']['values']))} of {len(v['flagged']['values'])} "
-                "flagged by the discrepancy and extrapolation checks; checked answer "
+                f"flagged by {checks}; checked answer "
                 f"{v['checked_psnr']['mean']:.1f} dB)" if "flagged" in v else "")
             for m, v in entry["methods"].items()))
     figures = [(p.name, f"views in [0, {p.stem.split('_', 1)[1]}) degrees: truth, each "
